@@ -1,0 +1,57 @@
+"""What a running stage may ask of its environment, without it leaking into the stage config.
+
+The stage name, checkpoint directory and device are facts about *this execution*, not about what
+the stage computes, so they are not part of the typed config (and so not part of any hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+
+STAGE_ENV = "HARNESS_STAGE"
+CHECKPOINT_ROOT_ENV = "HARNESS_CHECKPOINT_ROOT"
+
+
+def stage_name() -> str:
+    return os.environ.get(STAGE_ENV, "adhoc")
+
+
+def checkpoint_dir(config=None) -> Path:
+    """Per-stage checkpoint folder, keyed by the config so a changed config never resumes stale state."""
+    root = Path(os.environ.get(CHECKPOINT_ROOT_ENV, ".harness/checkpoints"))
+    key = ""
+    if config is not None:
+        payload = config.model_dump_json() if hasattr(config, "model_dump_json") else json.dumps(config, sort_keys=True)
+        key = "-" + hashlib.sha256(payload.encode()).hexdigest()[:12]
+    path = root / f"{stage_name()}{key}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def device(prefer: str = "auto") -> str:
+    """``cuda`` when asked for (or ``auto``) and available; else ``cpu``. CPU runs are deterministic."""
+    import torch
+
+    if prefer == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if prefer == "cuda":
+        raise RuntimeError("the profile asks for a GPU (device: cuda) but none is visible")
+    return "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every RNG a stage may touch; call once at the start of stage code."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,0 +1,319 @@
+"""Loading specs: safe YAML with positions, profile overlays, ``${knob}`` resolution, validation.
+
+Why positions: a researcher who mistypes a field should be told the file, line and column of
+the offending key, not a Pydantic traceback. Why knob tracking: the compiler must list under
+each stage's ``params:`` exactly the knobs that stage reads, so ``dvc exp run -S glu=3.0``
+reruns only those stages.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from harness.study import PlanContext, Resources, StageDef, StrictModel, Study
+
+KNOB_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PROFILES = ("smoke", "full")
+
+SpecPath = tuple[Any, ...]
+
+
+class SpecError(Exception):
+    """A spec or params problem the user must fix; the CLI prints it and exits with code 2."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class StudySpec(StrictModel):
+    """Fields every study spec has. Studies subclass this with their own fields."""
+
+    study: str
+    description: str = ""
+    #: resources per stage kind ("train", "fit", ...), profile-specific through ``profiles:``
+    resources: dict[str, Resources] = Field(default_factory=dict)
+
+    def resources_for(self, kind: str) -> Resources:
+        return self.resources.get(kind, self.resources.get("default", Resources()))
+
+
+@dataclass
+class LoadedSpec:
+    """A validated spec plus where each value came from."""
+
+    path: Path
+    study: Study
+    spec: Any
+    profile: str
+    #: spec path -> knob names referenced at or below it
+    knob_refs: dict[SpecPath, set[str]] = field(default_factory=dict)
+
+    def knobs_under(self, prefixes: list[str]) -> set[str]:
+        """Knobs referenced anywhere below the given dotted spec paths."""
+        wanted = [tuple(p.split(".")) if p else () for p in prefixes]
+        knobs: set[str] = set()
+        for path, names in self.knob_refs.items():
+            str_path = tuple(str(p) for p in path)
+            if any(str_path[: len(w)] == w for w in wanted):
+                knobs |= names
+        return knobs
+
+    @property
+    def all_knobs(self) -> set[str]:
+        return set().union(*self.knob_refs.values()) if self.knob_refs else set()
+
+    def plan(self) -> list[StageDef]:
+        return self.study.plan(self.spec, PlanContext(profile=self.profile, spec_path=str(self.path)))
+
+
+def _yaml():
+    from ruamel.yaml import YAML
+
+    return YAML(typ="rt")  # round-trip loader: safe (no object construction) and keeps positions
+
+
+def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]) -> Any:
+    """Convert ruamel nodes into plain Python, recording 1-based (line, col) of every key."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(node, CommentedMap):
+        out = {}
+        for key in node:
+            try:
+                line, col = node.lc.key(key)
+                positions[path + (key,)] = (line + 1, col + 1)
+            except (KeyError, TypeError, AttributeError):
+                pass
+            out[str(key)] = _plain(node[key], path + (str(key),), positions)
+        return out
+    if isinstance(node, CommentedSeq):
+        out_list = []
+        for i, item in enumerate(node):
+            try:
+                line, col = node.lc.item(i)
+                positions[path + (i,)] = (line + 1, col + 1)
+            except (KeyError, TypeError, AttributeError):
+                pass
+            out_list.append(_plain(item, path + (i,), positions))
+        return out_list
+    if hasattr(node, "__float__") and type(node).__name__ == "ScalarFloat":
+        return float(node)
+    if type(node).__name__ in ("ScalarInt", "ScalarBoolean"):
+        return int(node) if type(node).__name__ == "ScalarInt" else bool(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
+
+
+def read_yaml_with_positions(path: Path) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
+    from ruamel.yaml.error import YAMLError
+
+    positions: dict[SpecPath, tuple[int, int]] = {}
+    try:
+        raw = _yaml().load(path.read_text())
+    except YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise SpecError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return _plain(raw, (), positions), positions
+
+
+def load_params(path: Path) -> dict[str, Any]:
+    """params.yaml: a flat mapping of knob -> scalar."""
+    if not path.exists():
+        raise SpecError([f"{path}: missing; it holds the knobs (glu, seed, profile, ...)"])
+    data, positions = read_yaml_with_positions(path)
+    if not isinstance(data, dict):
+        raise SpecError([f"{path}:1:1: expected a mapping of knob: value"])
+    problems = []
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            line, col = positions.get((key,), (1, 1))
+            problems.append(f"{path}:{line}:{col}: knob `{key}` must be a scalar, got {type(value).__name__}")
+    if problems:
+        raise SpecError(problems)
+    return data
+
+
+def _deep_merge(base: Any, over: Any, base_pos: dict, over_pos: dict, path: SpecPath) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            sub = path + (key,)
+            if key in base:
+                out[key] = _deep_merge(base[key], value, base_pos, over_pos, sub)
+            else:
+                out[key] = value
+                _copy_positions(over_pos, base_pos, sub)
+            if sub in over_pos:
+                base_pos[sub] = over_pos[sub]
+        return out
+    _drop_positions(base_pos, path)
+    _copy_positions(over_pos, base_pos, path)
+    return copy.deepcopy(over)
+
+
+def _copy_positions(src: dict, dst: dict, prefix: SpecPath) -> None:
+    for key, value in src.items():
+        if key[: len(prefix)] == prefix:
+            dst[key] = value
+
+
+def _drop_positions(pos: dict, prefix: SpecPath) -> None:
+    for key in [k for k in pos if k[: len(prefix)] == prefix and len(k) > len(prefix)]:
+        del pos[key]
+
+
+def _resolve_knobs(
+    node: Any, path: SpecPath, params: dict, refs: dict, problems: list, where
+) -> Any:
+    if isinstance(node, dict):
+        return {k: _resolve_knobs(v, path + (k,), params, refs, problems, where) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_knobs(v, path + (i,), params, refs, problems, where) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        names = KNOB_RE.findall(node)
+        if not names:
+            problems.append(f"{where(path)}: malformed knob reference {node!r}; expected ${{name}}")
+            return node
+        refs.setdefault(path, set()).update(names)
+        missing = [n for n in names if n not in params]
+        for name in missing:
+            hint = _did_you_mean(name, params)
+            problems.append(f"{where(path)}: knob `{name}` is not defined in params.yaml{hint}")
+        if missing:
+            return node
+        full = KNOB_RE.fullmatch(node)
+        if full:  # `${glu}` keeps the knob's type
+            return params[full.group(1)]
+        return KNOB_RE.sub(lambda m: str(params[m.group(1)]), node)
+    return node
+
+
+def _did_you_mean(name: str, known) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _locate(positions: dict, data: Any, loc: tuple) -> tuple[SpecPath, tuple[int, int] | None]:
+    """Map a Pydantic error location onto the deepest spec key that exists in the data."""
+    path: SpecPath = ()
+    node = data
+    best = positions.get((), None)
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+            path = path + (part,)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+            path = path + (part,)
+        else:
+            continue  # discriminator tags and the like are not keys in the file
+        best = positions.get(path, best)
+    return path, best
+
+
+def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, positions: dict) -> list[str]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        _, pos = _locate(positions, data, loc)
+        line, col = pos or (1, 1)
+        dotted = ".".join(str(p) for p in loc) or "<root>"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent_loc = loc[:-1]
+            msg = f"unknown field `{loc[-1]}`"
+            model_fields = _fields_at(exc, parent_loc)
+            if model_fields:
+                msg += _did_you_mean(str(loc[-1]), model_fields) or f"; expected one of {sorted(model_fields)}"
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {err['input']!r})"
+        problems.append(f"{spec_path}:{line}:{col}: {dotted}: {msg}")
+    return problems
+
+
+def _fields_at(exc: ValidationError, loc: tuple) -> list[str]:
+    return list(getattr(exc, "_harness_fields", {}).get(loc, []))
+
+
+def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path | None = None) -> LoadedSpec:
+    """Load, overlay the active profile, resolve knobs and validate one spec file."""
+    data, positions = read_yaml_with_positions(path)
+    path = display or path
+    if not isinstance(data, dict):
+        raise SpecError([f"{path}:1:1: a spec must be a mapping with a `study:` key"])
+
+    def where(p: SpecPath) -> str:
+        line, col = positions.get(p, (1, 1))
+        return f"{path}:{line}:{col}"
+
+    name = data.get("study")
+    if name not in studies:
+        hint = _did_you_mean(str(name), studies)
+        raise SpecError([f"{where(('study',))}: study: unknown study {name!r}{hint}; known: {sorted(studies)}"])
+    profile = params.get("profile", "smoke")
+    if profile not in PROFILES:
+        raise SpecError([f"params.yaml: profile: expected one of {list(PROFILES)}, got {profile!r}"])
+
+    profiles = data.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict) or not set(profiles) <= set(PROFILES):
+        bad = sorted(set(profiles) - set(PROFILES)) if isinstance(profiles, dict) else profiles
+        raise SpecError([f"{where(('profiles',))}: profiles: unknown profile(s) {bad}; expected {list(PROFILES)}"])
+    overlay = profiles.get(profile) or {}
+    overlay_pos = {k[2:]: v for k, v in positions.items() if k[:2] == ("profiles", profile)}
+    merged = _deep_merge(data, overlay, positions, overlay_pos, ())
+
+    problems: list[str] = []
+    refs: dict[SpecPath, set[str]] = {}
+    # knobs referenced in any profile count as read, so switching profile keeps `params:` stable
+    for other_name, other in profiles.items():
+        if other_name != profile:
+            _resolve_knobs(other or {}, (), params, refs, problems, where)
+    resolved = _resolve_knobs(merged, (), params, refs, problems, where)
+    if problems:
+        raise SpecError(sorted(set(problems)))
+    try:
+        spec = studies[name].spec_model.model_validate(resolved)
+    except ValidationError as exc:
+        raise SpecError(format_validation_error(path, exc, resolved, positions)) from None
+    return LoadedSpec(path=path, study=studies[name], spec=spec, profile=profile, knob_refs=refs)
+
+
+def load_all(root: Path, studies: dict[str, Study] | None = None) -> tuple[dict[str, Any], list[LoadedSpec]]:
+    """Load params.yaml and every ``specs/*.yaml`` under ``root``; collect all problems at once."""
+    from harness.study import discover_studies
+
+    studies = studies or discover_studies()
+    params = load_params(root / "params.yaml")
+    loaded, problems = [], []
+    for spec_file in sorted((root / "specs").glob("*.yaml")):
+        try:
+            loaded.append(load_spec(spec_file, params, studies, display=spec_file.relative_to(root)))
+        except SpecError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise SpecError(problems)
+    return params, loaded
+
+
+def check_knobs(params: dict, loaded: list[LoadedSpec]) -> None:
+    """Every knob in params.yaml must be read by some spec: a misspelt `-S` key is an error."""
+    known = {"profile"}
+    for item in loaded:
+        known |= item.all_knobs
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise SpecError(
+            [f"params.yaml: unknown knob `{k}` (no spec reads it){_did_you_mean(k, known)}" for k in unknown]
+        )
