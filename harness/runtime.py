@@ -55,3 +55,25 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+_STOP = {"requested": False}
+
+
+def request_stop(*_args) -> None:
+    """Signal handler (SLURM sends USR1 before the time limit): ask long loops to checkpoint and exit."""
+    _STOP["requested"] = True
+
+
+def stop_requested() -> bool:
+    return _STOP["requested"]
+
+
+def install_signal_handlers() -> None:
+    import signal
+
+    for sig in (signal.SIGUSR1, signal.SIGTERM):
+        try:
+            signal.signal(sig, request_stop)
+        except (ValueError, OSError):  # not the main thread: nothing to install
+            pass
