@@ -247,7 +247,7 @@ def train_lm(
             with _autocast(device, cfg):
                 loss = lm_loss(model, x.to(device), y.to(device)) / cfg.grad_accum
             scaler.scale(loss).backward()
-            step_loss += float(loss)
+            step_loss += float(loss.detach())
         if cfg.grad_clip:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -84,7 +84,10 @@ def run_gate(dataset: str, frame, expectations: list[ExpectationSpec]) -> dict[s
     """
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas(name="harness")
     asset = source.add_dataframe_asset(name=dataset.replace("/", "_"))
     batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": frame})

@@ -1,0 +1,202 @@
+"""The ``harness`` command line.
+
+Exit codes: 0 ok, 1 stage failure, 2 bad spec/params/usage, 3 validation gate failed.
+Heavy libraries (torch, transformers, great_expectations) are imported only inside the stage
+that needs them, so ``harness compile`` and ``check-params`` start in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+EXIT_STAGE_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 3
+
+
+def _root(args) -> Path:
+    return Path(args.root).resolve() if getattr(args, "root", None) else Path.cwd()
+
+
+def cmd_compile(args) -> int:
+    from harness.compiler import render
+
+    root = _root(args)
+    text = render(root)
+    target = root / "dvc.yaml"
+    current = target.read_text() if target.exists() else None
+    if args.check:
+        if current != text:
+            print(f"{target}: stale; run `harness compile` and commit dvc.yaml", file=sys.stderr)
+            return 1
+        print("dvc.yaml is up to date")
+        return 0
+    if current != text:
+        from harness.io import write_text
+
+        write_text(target, text)
+        print(f"wrote {target.relative_to(root)}")
+    else:
+        print("dvc.yaml unchanged")
+    return 0
+
+
+def cmd_check_params(args) -> int:
+    """First DVC stage: specs valid, every knob known, dvc.yaml fresh; writes the knob list."""
+    from harness.compiler import render
+    from harness.io import write_json
+    from harness.spec import check_knobs, load_all
+
+    root = _root(args)
+    params, loaded = load_all(root)
+    check_knobs(params, loaded)
+    dvc_yaml = root / "dvc.yaml"
+    if dvc_yaml.exists() and dvc_yaml.read_text() != render(root):
+        print("dvc.yaml is stale relative to specs/params: run `harness compile`", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    known = sorted({"profile"}.union(*(item.all_knobs for item in loaded)))
+    if args.out:  # constant content: adding a knob elsewhere must not invalidate every stage
+        write_json(root / args.out, {"status": "ok"})
+    print(f"params ok: {len(known)} knobs ({', '.join(known)})")
+    return 0
+
+
+def cmd_stages(args) -> int:
+    from harness.compiler import collect_stages
+    from harness.spec import load_all
+
+    _, loaded = load_all(_root(args))
+    for stage, item in collect_stages(loaded):
+        if args.study and item.study.name != args.study:
+            continue
+        knobs = sorted(item.knobs_under(stage.reads) | {"profile"})
+        print(f"{stage.name:50s} {stage.kind:12s} params={','.join(knobs)}")
+    return 0
+
+
+def execute_local(root: Path, name: str) -> int:
+    """Run one stage in this process: re-plan from the current spec + params, call its code."""
+    from harness.compiler import find_stage
+    from harness.runtime import STAGE_ENV, install_signal_handlers
+
+    stage, _ = find_stage(root, name)
+    os.environ[STAGE_ENV] = name
+    install_signal_handlers()
+    print(f"[harness] {name}: {stage.func}", flush=True)
+    t0 = time.perf_counter()
+    stage.resolve_func()(stage.config)
+    print(f"[harness] {name}: done in {time.perf_counter() - t0:.1f}s", flush=True)
+    return 0
+
+
+def selected_runner(args) -> str:
+    """Runner from --runner, $HARNESS_RUNNER or the untracked .harness/config.yaml; never params."""
+    if getattr(args, "runner", None):
+        return args.runner
+    if os.environ.get("HARNESS_RUNNER"):
+        return os.environ["HARNESS_RUNNER"]
+    config = _root(args) / ".harness" / "config.yaml"
+    if config.exists():
+        import yaml
+
+        data = yaml.safe_load(config.read_text()) or {}
+        if data.get("runner"):
+            return str(data["runner"])
+    return "local"
+
+
+def cmd_run(args) -> int:
+    root = _root(args)
+    runner = selected_runner(args)
+    if runner == "local":
+        return execute_local(root, args.stage)
+    try:
+        from harness.runners import run_stage
+    except ImportError:
+        print(f"runner `{runner}` is not available (harness.runners missing)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return int(run_stage(args.stage, runner, root=root) or 0)
+
+
+def cmd_bootstrap(args) -> int:
+    """Generate the embedded default data and check it against data.dvc."""
+    import subprocess
+
+    from harness.datagen import generate_all
+
+    root = _root(args)
+    names = generate_all(root / "data")
+    print(f"generated data/: {', '.join(names)}")
+    if (root / "data.dvc").exists():
+        out = subprocess.run(["dvc", "status", "--json", "data.dvc"], cwd=root, capture_output=True, text=True)
+        status = json.loads(out.stdout or "{}") if out.returncode == 0 else None
+        if status:
+            print("data/ differs from data.dvc: if the generators changed on purpose, run "
+                  "`dvc add data` and commit data.dvc", file=sys.stderr)
+            return 1
+        print("data/ matches data.dvc")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", help="project root (default: current directory)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="specs + params -> dvc.yaml")
+    p.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml is stale, write nothing")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("run", help="run one stage (what each dvc.yaml cmd calls)")
+    p.add_argument("stage")
+    p.add_argument("--runner", help="local (default) or slurm; also $HARNESS_RUNNER or .harness/config.yaml")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-params", help="validate specs and params.yaml knobs")
+    p.add_argument("--out", help="write the known knob names here (JSON)")
+    p.set_defaults(func=cmd_check_params)
+
+    p = sub.add_parser("stages", help="list planned stages and the knobs each reads")
+    p.add_argument("--study")
+    p.set_defaults(func=cmd_stages)
+
+    p = sub.add_parser("bootstrap", help="generate the embedded default data (data/) and check data.dvc")
+    p.set_defaults(func=cmd_bootstrap)
+
+    try:  # SLURM scheduler subcommands (repro -j, submit, collect) live in their own package
+        from harness.slurm.cli import add_subcommands
+    except ImportError:
+        pass
+    else:
+        add_subcommands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.spec import SpecError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpecError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # noqa: BLE001 - classify known failures, re-raise the rest
+        from harness.validation import GateFailure
+
+        if isinstance(exc, GateFailure):
+            print(str(exc), file=sys.stderr)
+            return EXIT_GATE_FAILED
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Prepare: read WikiText-layout text files and split them into train/dev/test by article.
+
+Why by article: splitting inside an article leaks its sentences across splits, which inflates
+dev/test scores; the gate later checks that no article text occurs in two splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from harness.io import atomic_path
+from stages.param_alloc.configs import CorpusFiles, PrepareConfig
+
+HEADING = re.compile(r"^ = [^=].* = $")
+
+
+def read_wikitext_articles(path: str | Path) -> list[str]:
+    """Split a WikiText-format file into articles at top-level `` = Title = `` headings."""
+    text = Path(path).read_text(encoding="utf-8")
+    articles: list[list[str]] = []
+    for line in text.splitlines():
+        if HEADING.match(line):
+            articles.append([line])
+        elif articles:
+            articles[-1].append(line)
+        elif line.strip():
+            articles.append([line])  # text before the first heading is its own article
+    return [a for a in ("\n".join(lines).strip() for lines in articles) if a]
+
+
+def split_articles(data: CorpusFiles) -> dict[str, list[str]]:
+    """Assign articles to splits; a file shared by several splits is divided by ``fractions``."""
+    by_file: dict[str, list[str]] = {}
+    for split, path in data.files.items():
+        by_file.setdefault(path, []).append(split)
+    out: dict[str, list[str]] = {s: [] for s in data.files}
+    for path, splits in sorted(by_file.items()):
+        articles = read_wikitext_articles(path)
+        if len(splits) == 1:
+            out[splits[0]].extend(articles)
+            continue
+        order = list(range(len(articles)))
+        random.Random(data.seed).shuffle(order)
+        weights = [data.fractions[s] for s in splits]
+        total = sum(weights)
+        bounds, acc = [], 0.0
+        for w in weights:
+            acc += w / total
+            bounds.append(round(acc * len(order)))
+        start = 0
+        for split, end in zip(splits, bounds):
+            out[split].extend(articles[i] for i in sorted(order[start:end]))
+            start = end
+    return out
+
+
+def doc_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run(cfg: PrepareConfig) -> None:
+    splits = split_articles(cfg.data)
+    rows = [{"split": s, "doc": i, "doc_hash": doc_hash(t), "text": t}
+            for s in ("train", "dev", "test") for i, t in enumerate(splits.get(s, []))]
+    frame = pd.DataFrame(rows, columns=["split", "doc", "doc_hash", "text"])
+    for split in ("train", "dev", "test"):
+        n = int((frame["split"] == split).sum())
+        print(f"{split}: {n} articles, {sum(len(t.split()) for t in splits.get(split, []))} words", flush=True)
+    with atomic_path(cfg.out_dir) as tmp:
+        tmp.mkdir()
+        frame.to_parquet(tmp / "articles.parquet", index=False)

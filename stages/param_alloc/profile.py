@@ -1,0 +1,28 @@
+"""Profile every solved grid shape: latency at batch 1, throughput, peak memory (machine-dependent)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.io import atomic_path, write_json
+from harness.runtime import device as pick_device
+from stages.param_alloc.configs import ProfileConfig, Shape
+from stages.param_alloc.model import build_model
+from stages.param_alloc.perf import profile
+
+
+def run(cfg: ProfileConfig) -> None:
+    table = json.loads(Path(cfg.shapes).read_text())
+    device = pick_device("auto")
+    rows = []
+    for row in table["shapes"]:
+        shape = Shape.model_validate({k: row[k] for k in Shape.model_fields})
+        model = build_model(shape, seed=0).to(device).eval()
+        perf = profile(model, shape.vocab_size, cfg.eval.latency_seq_lens, cfg.eval.latency_repeats,
+                       cfg.eval.throughput_batch, cfg.eval.throughput_seq_len, device)
+        rows.append({"tag": row["tag"], **perf})
+        print(f"{row['tag']}: {perf}", flush=True)
+    with atomic_path(Path(cfg.out).parent) as tmp:
+        tmp.mkdir()
+        write_json(tmp / Path(cfg.out).name, {"device": device, "shapes": rows})

@@ -1,0 +1,76 @@
+"""Parameter-count solver: pick d_model, layers and d_ff so the total lands within tolerance.
+
+Why a solver: comparing allocations is only fair at equal parameter count. With a Llama-style
+block (no biases, ``num_key_value_heads = n_heads``) the count is closed-form:
+
+    embeddings   V * d                       (tied with the output head)
+    per layer    4 d^2 (q, k, v, o) + 3 d f (gate, up, down) + 2 d (two RMSNorm gains)
+    final norm   d        (+ V * d more when the head is untied)
+
+``d`` follows from the embedding share, ``f`` from the GLU expansion; both are integers and the
+layer count is too, so exact hits are impossible and the solver searches (d, L) near the ideal,
+lets ``f`` move by at most ``d_ff_slack`` around ``glu * d`` to absorb the rounding, and keeps
+the candidate whose embedding share is closest to the target among those within tolerance.
+The built model's ``sum(p.numel())`` is checked against this formula at train time.
+"""
+
+from __future__ import annotations
+
+from stages.param_alloc.configs import Allocation, ModelSpec, Shape
+
+
+class SolverError(ValueError):
+    pass
+
+
+def count_params(vocab_size: int, d_model: int, n_layers: int, d_ff: int, tie_embeddings: bool = True) -> int:
+    d = d_model
+    per_layer = 4 * d * d + 3 * d * d_ff + 2 * d
+    head = 0 if tie_embeddings else vocab_size * d
+    return vocab_size * d + n_layers * per_layer + d + head
+
+
+def solve(alloc: Allocation, spec: ModelSpec, vocab_size: int) -> Shape:
+    target, tol, h = spec.target_params, spec.tolerance, spec.n_heads
+    step = 2 * h  # head_dim = d / h must be an even integer for RoPE
+    ideal_d = alloc.embed_share * target / vocab_size
+    best: tuple[float, Shape] | None = None
+    d_lo = max(step, int(ideal_d * 0.6) // step * step)
+    for d in range(d_lo, int(ideal_d * 1.4) + step + 1, step):
+        fixed = vocab_size * d * (1 if spec.tie_embeddings else 2) + d
+        per_layer_base = 4 * d * d + 2 * d
+        f_nominal = alloc.glu * d
+        for n_layers in range(1, 257):
+            # solve 3 d L f = target - fixed - L * per_layer_base for f, then round
+            f_exact = (target - fixed - n_layers * per_layer_base) / (3 * d * n_layers)
+            if f_exact < f_nominal * (1 - spec.d_ff_slack):
+                break  # more layers only shrink f further
+            if f_exact > f_nominal * (1 + spec.d_ff_slack):
+                continue
+            d_ff = max(1, round(f_exact))
+            total = count_params(vocab_size, d, n_layers, d_ff, spec.tie_embeddings)
+            if abs(total - target) / target > tol:
+                continue
+            share = vocab_size * d / total
+            # primary: embedding share; secondary: GLU ratio fidelity
+            score = abs(share - alloc.embed_share) + 0.1 * abs(d_ff / d - alloc.glu) / alloc.glu
+            shape = Shape(vocab_size=vocab_size, d_model=d, n_layers=n_layers, n_heads=h, d_ff=d_ff,
+                          max_seq_len=spec.max_seq_len, tie_embeddings=spec.tie_embeddings)
+            if best is None or score < best[0]:
+                best = (score, shape)
+    if best is None:
+        raise SolverError(
+            f"no shape within ±{tol:.1%} of {target} params for embed_share={alloc.embed_share}, "
+            f"glu={alloc.glu}, vocab={vocab_size}, n_heads={h}: raise model.d_ff_slack or change the target")
+    return best[1]
+
+
+def describe(shape: Shape) -> dict[str, float]:
+    total = count_params(shape.vocab_size, shape.d_model, shape.n_layers, shape.d_ff, shape.tie_embeddings)
+    return {
+        **shape.model_dump(),
+        "solved_params": total,
+        "embed_params": shape.vocab_size * shape.d_model,
+        "embed_share_actual": shape.vocab_size * shape.d_model / total,
+        "glu_actual": shape.d_ff / shape.d_model,
+    }
