@@ -1,0 +1,390 @@
+"""Typed configs of the mixture_sim stages, and the spec pieces they are built from.
+
+Kept in one light module (pydantic only, no torch/sklearn/GE) so planning and compiling stay
+fast. The table's column names, domains and targets live in :class:`TableSchema`, which the spec
+declares and every stage receives: no stage code names a column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from harness.study import StrictModel
+from harness.trainer import TrainConfig
+
+NAME_RE = r"^[A-Za-z0-9_]+$"
+#: what a shape column may measure in a harness-generated table
+ShapeAttr = Literal["d_model", "n_heads", "n_layers", "ffn"]
+
+
+# --------------------------------------------------------------------------- the table
+
+
+class TargetSpec(StrictModel):
+    """One target column; ``better`` says which way the mixture-ranking check looks."""
+
+    name: str = Field(..., min_length=1)
+    better: Literal["lower", "higher"] = "lower"
+
+
+class TableSchema(StrictModel):
+    """Names of every column of the simulator table: one row per (run, checkpoint)."""
+
+    run: str = "run"
+    step: str = "step"
+    #: model size in parameters
+    size: str = "model_size"
+    #: further architecture columns -> what they measure (used when the harness builds the table)
+    shape: dict[str, ShapeAttr] = Field(default_factory=lambda: {"d_model": "d_model", "n_heads": "n_heads"})
+    #: domain proportion columns: each in [0, 1], summing to 1 per row
+    domains: list[str] = Field(..., min_length=2)
+    targets: list[TargetSpec] = Field(..., min_length=1)
+    #: tolerance on the per-row sum of the proportions
+    sum_tolerance: float = Field(1e-6, gt=0, lt=0.1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> "TableSchema":
+        names = [self.run, self.step, self.size, *self.shape, *self.domains, *self.target_names]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"column names must be unique across run/step/size/shape/domains/targets: {dupes}")
+        return self
+
+    @property
+    def target_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The regressor inputs, in the seed's order: proportions, size, shape, step."""
+        return [*self.domains, self.size, *self.shape, self.step]
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.run, *self.feature_columns, *self.target_names]
+
+
+# --------------------------------------------------------------------------- table sources
+
+
+class ExternalSource(StrictModel):
+    """A table someone else produced (e.g. the seed's), read by path: CSV or Parquet."""
+
+    kind: Literal["external"] = "external"
+    path: str
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    #: file column -> schema column, applied before anything else
+    rename: dict[str, str] = Field(default_factory=dict)
+    #: the size column is multiplied by this (the seed records sizes in millions: 1e6)
+    size_multiplier: float = Field(1.0, gt=0)
+
+
+class TrainLoss(StrictModel):
+    """Cross-entropy on fixed windows of the run's own (mixed) training stream."""
+
+    kind: Literal["train_loss"] = "train_loss"
+
+
+class EvalLoss(StrictModel):
+    """Cross-entropy on a held-out text file (nats per byte)."""
+
+    kind: Literal["eval_loss"] = "eval_loss"
+    corpus: str
+
+
+class ChoiceAccuracy(StrictModel):
+    """Multiple-choice accuracy by LM likelihood of each choice given the context (lm-eval style)."""
+
+    kind: Literal["choice_accuracy"] = "choice_accuracy"
+    tasks: str
+    #: divide each choice's log-likelihood by its length in bytes (``*_len_norm`` in the seed)
+    len_norm: bool = False
+
+
+Measure = Annotated[Union[TrainLoss, EvalLoss, ChoiceAccuracy], Field(discriminator="kind")]
+
+
+class LMShape(StrictModel):
+    """A small Llama (transformers) at one size of the grid."""
+
+    name: str = Field(..., pattern=NAME_RE)
+    d_model: int = Field(..., ge=8)
+    n_layers: int = Field(..., ge=1)
+    n_heads: int = Field(..., ge=1)
+    ffn: int = Field(..., ge=8)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "LMShape":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        return self
+
+
+class LMTrain(StrictModel):
+    steps: int = Field(..., ge=1)
+    batch_size: int = Field(..., ge=1)
+    seq_len: int = Field(..., ge=8)
+    lr: float = Field(..., gt=0)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    checkpoint_every: int = Field(50, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class MixtureSampling(StrictModel):
+    """Mixtures drawn from a symmetric Dirichlet; optionally plus the one-hot (pure-domain) mixtures."""
+
+    count: int = Field(..., ge=1)
+    alpha: float = Field(1.0, gt=0)
+    include_pure: bool = False
+
+
+class GeneratedSource(StrictModel):
+    """The harness trains its own grid of small LMs on mixtures of domain corpora."""
+
+    kind: Literal["generated"] = "generated"
+    #: domain column -> folder holding train.txt (the domain's training text)
+    corpora: dict[str, str]
+    mixtures: MixtureSampling
+    models: list[LMShape] = Field(..., min_length=1)
+    train: LMTrain
+    #: bytes in each run's mixed training stream (domains contribute in proportion)
+    train_tokens: int = Field(..., ge=1024)
+    #: training steps at which a row of the table is recorded
+    eval_steps: list[int] = Field(..., min_length=1)
+    #: bytes scored per eval corpus (and of the training stream for train_loss) at each eval step
+    eval_tokens: int = Field(4096, ge=64)
+    #: task items scored per choice_accuracy target (the first N of the file)
+    task_items: int = Field(64, ge=1)
+    #: target column -> how to measure it
+    measures: dict[str, Measure]
+
+    @model_validator(mode="after")
+    def _steps(self) -> "GeneratedSource":
+        if sorted(set(self.eval_steps)) != self.eval_steps:
+            raise ValueError(f"eval_steps must be strictly increasing, got {self.eval_steps}")
+        if self.eval_steps[-1] > self.train.steps or self.eval_steps[0] < 1:
+            raise ValueError(f"eval_steps {self.eval_steps} must lie in [1, train.steps={self.train.steps}]")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique: {names}")
+        return self
+
+
+Source = Annotated[Union[ExternalSource, GeneratedSource], Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- splits
+
+
+class _SplitBase(StrictModel):
+    name: str = Field(..., pattern=NAME_RE)
+
+
+class RandomSplit(_SplitBase):
+    """Random train/test by run (never by row: rows of one run are strongly correlated)."""
+
+    kind: Literal["random"] = "random"
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+class SizeAtLeastSplit(_SplitBase):
+    """Test = rows of models with size >= threshold (1B in the seed)."""
+
+    kind: Literal["size_at_least"] = "size_at_least"
+    threshold: float = Field(..., gt=0)
+
+
+class StepAboveSplit(_SplitBase):
+    """Test = checkpoints with step > threshold (15000 in the seed)."""
+
+    kind: Literal["step_above"] = "step_above"
+    threshold: float = Field(..., ge=0)
+
+
+class LargerThanSplit(_SplitBase):
+    """Extrapolation: train on sizes <= threshold, test on strictly larger models."""
+
+    kind: Literal["larger_than"] = "larger_than"
+    threshold: float = Field(..., gt=0)
+
+
+Split = Annotated[Union[RandomSplit, SizeAtLeastSplit, StepAboveSplit, LargerThanSplit], Field(discriminator="kind")]
+
+
+# --------------------------------------------------------------------------- regressors and their grids
+
+
+class _Grid(StrictModel):
+    def points(self) -> list[dict[str, Any]]:
+        """Cartesian product of the listed values, in declaration order."""
+        fields = list(type(self).model_fields)
+        values = [getattr(self, f) for f in fields]
+        return [dict(zip(fields, combo)) for combo in itertools.product(*values)]
+
+
+class RidgeGrid(_Grid):
+    alpha: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1.0], min_length=1)
+
+
+class ForestGrid(_Grid):
+    n_estimators: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [200], min_length=1)
+    max_depth: list[Annotated[int, Field(ge=1)] | None] = Field(default_factory=lambda: [None], min_length=1)
+    min_samples_leaf: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+
+
+class BoostingGrid(_Grid):
+    n_estimators: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [200], min_length=1)
+    learning_rate: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.1], min_length=1)
+    max_depth: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [3], min_length=1)
+    subsample: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [1.0], min_length=1)
+
+
+class MLPGrid(_Grid):
+    hidden: list[list[Annotated[int, Field(ge=1)]]] = Field(default_factory=lambda: [[64, 64]], min_length=1)
+    lr: list[Annotated[float, Field(gt=0)]] = Field(default_factory=lambda: [1e-2], min_length=1)
+    epochs: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [500], min_length=1)
+    weight_decay: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [1e-4], min_length=1)
+
+
+class _RegressorBase(StrictModel):
+    #: label in stage names and reports; defaults to the kind
+    name: str | None = Field(None, pattern=NAME_RE)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind  # type: ignore[attr-defined]
+
+
+class RidgeSpec(_RegressorBase):
+    kind: Literal["ridge"] = "ridge"
+    grid: RidgeGrid = RidgeGrid()
+
+
+class ForestSpec(_RegressorBase):
+    kind: Literal["random_forest"] = "random_forest"
+    grid: ForestGrid = ForestGrid()
+
+
+class BoostingSpec(_RegressorBase):
+    kind: Literal["gradient_boosting"] = "gradient_boosting"
+    grid: BoostingGrid = BoostingGrid()
+
+
+class MLPSpec(_RegressorBase):
+    kind: Literal["mlp"] = "mlp"
+    grid: MLPGrid = MLPGrid()
+
+
+Regressor = Annotated[Union[RidgeSpec, ForestSpec, BoostingSpec, MLPSpec], Field(discriminator="kind")]
+RegressorKind = Literal["ridge", "random_forest", "gradient_boosting", "mlp"]
+
+
+def point_id(params: dict[str, Any]) -> str:
+    """Short, stable id of a grid point: adding a value to a grid never renames existing stages."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+class FeatureSpec(StrictModel):
+    """Feature preprocessing inside every pipeline (before scaling)."""
+
+    #: columns log-transformed first (sizes and steps span orders of magnitude)
+    log: list[str] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- stage configs
+
+
+class RunStageConfig(StrictModel):
+    """Train one LM on one mixture and measure every target at every eval step."""
+
+    run_id: str = Field(..., pattern=r"^[A-Za-z0-9_-]+$")
+    proportions: dict[str, float]
+    corpora: dict[str, str]
+    model: LMShape
+    train: TrainConfig
+    train_tokens: int
+    eval_steps: list[int]
+    eval_tokens: int
+    task_items: int
+    measures: dict[str, Measure]
+    table: TableSchema
+    out: str
+
+
+class TableStageConfig(StrictModel):
+    """Assemble (generated) or read (external) the table, gate it, write Parquet."""
+
+    table: TableSchema
+    source: ExternalSource | None = None
+    #: per-run row files of a generated source
+    run_files: list[str] = Field(default_factory=list)
+    out: str
+    gate_report: str
+    metrics: str
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TableStageConfig":
+        if (self.source is None) == (not self.run_files):
+            raise ValueError("give exactly one of `source` (external) or `run_files` (generated)")
+        return self
+
+
+class SplitsStageConfig(StrictModel):
+    table: TableSchema
+    table_file: str
+    splits: list[Split]
+    seed: int
+    #: split name -> output folder
+    out_dirs: dict[str, str]
+    metrics: str
+
+
+class SweepStageConfig(StrictModel):
+    """One grid point of one regressor, cross-validated and fitted on every split."""
+
+    regressor: str
+    kind: RegressorKind
+    params: dict[str, Any]
+    table: TableSchema
+    features: FeatureSpec
+    #: split name -> split folder
+    split_dirs: dict[str, str]
+    cv_folds: int = Field(..., ge=2)
+    seed: int
+    out_dir: str
+
+
+class EvaluateStageConfig(StrictModel):
+    table: TableSchema
+    split_dirs: dict[str, str]
+    #: regressor label -> sweep output folders (one per grid point)
+    sweeps: dict[str, list[str]]
+    out_dir: str
+    metrics: str
+    pred_plot: str
+    score_plot: str
+
+
+class ReportStageConfig(StrictModel):
+    table: TableSchema
+    table_file: str
+    table_metrics: str
+    splits_metrics: str
+    evaluate_dir: str
+    evaluate_metrics: str
+    out_dir: str
+
+
+def safe_name(text: str) -> str:
+    """A string made safe for file and stage names ([A-Za-z0-9_-] only)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
