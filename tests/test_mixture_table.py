@@ -13,23 +13,9 @@ import pytest
 from harness.validation import GateFailure
 from stages.mixture_sim.configs import ExternalSource, TableSchema, TableStageConfig
 from stages.mixture_sim.gate import SUM_COLUMN, gate_table
-from stages.mixture_sim.synthetic import smooth_table
+from stages.mixture_sim.synthetic import seed_schema, smooth_table
 from stages.mixture_sim.table import run as table_stage
 from stages.mixture_sim.tableio import read_external, read_parquet
-
-SEED_DOMAINS = ["RedPajamaWikipedia", "RedPajamaStackExchange", "RedPajamaGithub", "RedPajamaArXiv", "RedPajamaBook"]
-SEED_TARGETS = (
-    ["train/CrossEntropyLoss"]
-    + [f"eval/RedPajama{d}/CrossEntropyLoss" for d in ["CommonCrawl", "C4", "Wikipedia", "StackExchange", "Github",
-                                                      "ArXiv", "Book"]]
-    + ["eval/downstream/hellaswag_len_norm", "eval/downstream/piqa_len_norm", "eval/downstream/arc_easy_acc"]
-)
-
-
-def seed_schema() -> TableSchema:
-    return TableSchema(domains=SEED_DOMAINS, targets=[
-        {"name": t, "better": "higher" if "downstream" in t else "lower"} for t in SEED_TARGETS])
-
 
 @pytest.fixture(scope="module")
 def schema() -> TableSchema:

@@ -12,9 +12,23 @@ import numpy as np
 
 from stages.mixture_sim.configs import TableSchema
 
+#: the seed's 5 proportion columns and 11 targets (RedPajama domains; downstream accuracies)
+SEED_DOMAINS = ["RedPajamaWikipedia", "RedPajamaStackExchange", "RedPajamaGithub", "RedPajamaArXiv", "RedPajamaBook"]
+SEED_TARGETS = (
+    ["train/CrossEntropyLoss"]
+    + [f"eval/RedPajama{d}/CrossEntropyLoss"
+       for d in ["CommonCrawl", "C4", "Wikipedia", "StackExchange", "Github", "ArXiv", "Book"]]
+    + ["eval/downstream/hellaswag_len_norm", "eval/downstream/piqa_len_norm", "eval/downstream/arc_easy_acc"]
+)
 #: (size in parameters, d_model, n_heads) of the synthetic model grid
 SIZES = [(20e6, 256, 4), (60e6, 512, 8), (150e6, 768, 12), (300e6, 1024, 16), (1e9, 2048, 16)]
 STEPS = [2000, 5000, 10000, 15000, 20000, 30000]
+
+
+def seed_schema() -> TableSchema:
+    """The seed's table layout (losses: lower is better; downstream accuracies: higher)."""
+    return TableSchema(domains=SEED_DOMAINS, targets=[
+        {"name": t, "better": "higher" if "downstream" in t else "lower"} for t in SEED_TARGETS])
 
 
 def truth(schema: TableSchema, props: np.ndarray, size: np.ndarray, step: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,128 @@
+"""Stage `splits`: train/test partitions of the table, each checked disjoint and honest.
+
+Four kinds, after the seed: random 80/20 *by run* (rows of one run share everything but the
+step, so a row-level split would leak), held-out large models (size >= threshold), held-out late
+checkpoints (step > threshold), and extrapolation to models larger than any trained on. Every
+split is checked with Great Expectations before it is written: train and test share no
+(run, step) row (and, for the random split, no run), every test row satisfies the split's
+predicate and no train row does, and together they cover the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from harness.io import atomic_path, write_json
+from harness.validation import ExpectationSpec, expect, run_gate
+from stages.mixture_sim.configs import (
+    LargerThanSplit, RandomSplit, SizeAtLeastSplit, Split, SplitsStageConfig, StepAboveSplit, TableSchema,
+)
+from stages.mixture_sim.tableio import read_parquet, write_parquet
+
+SIDE = "_side"
+
+
+def test_mask(frame, schema: TableSchema, split: Split, seed: int) -> np.ndarray:
+    """Boolean mask of the test rows of ``split``."""
+    if isinstance(split, RandomSplit):
+        from sklearn.model_selection import GroupShuffleSplit
+
+        splitter = GroupShuffleSplit(n_splits=1, test_size=split.test_fraction, random_state=seed)
+        _, test_idx = next(splitter.split(frame, groups=frame[schema.run].to_numpy()))
+        mask = np.zeros(len(frame), dtype=bool)
+        mask[test_idx] = True
+        return mask
+    if isinstance(split, SizeAtLeastSplit):
+        return (frame[schema.size] >= split.threshold).to_numpy()
+    if isinstance(split, StepAboveSplit):
+        return (frame[schema.step] > split.threshold).to_numpy()
+    if isinstance(split, LargerThanSplit):
+        return (frame[schema.size] > split.threshold).to_numpy()
+    raise TypeError(f"unknown split kind {split!r}")
+
+
+def split_expectations(schema: TableSchema, split: Split, n_rows: int, train_runs: list[str]) -> list[ExpectationSpec]:
+    """Disjointness, coverage, non-emptiness and the split's own threshold, as GE expectations."""
+
+    from great_expectations.expectations.row_conditions import Column
+
+    def on(side: str, name: str, **kwargs: Any) -> ExpectationSpec:
+        return expect(name, row_condition=Column(SIDE) == side, **kwargs)
+
+    out = [
+        expect("ExpectTableRowCountToEqual", value=n_rows),
+        expect("ExpectColumnDistinctValuesToEqualSet", column=SIDE, value_set=["train", "test"]),
+        expect("ExpectCompoundColumnsToBeUnique", column_list=[schema.run, schema.step]),
+    ]
+    if isinstance(split, RandomSplit):
+        out.append(on("test", "ExpectColumnValuesToNotBeInSet", column=schema.run, value_set=train_runs))
+    elif isinstance(split, SizeAtLeastSplit):
+        out.append(on("test", "ExpectColumnValuesToBeBetween", column=schema.size, min_value=split.threshold))
+        out.append(on("train", "ExpectColumnValuesToBeBetween", column=schema.size, max_value=split.threshold,
+                      strict_max=True))
+    elif isinstance(split, StepAboveSplit):
+        out.append(on("test", "ExpectColumnValuesToBeBetween", column=schema.step, min_value=split.threshold,
+                      strict_min=True))
+        out.append(on("train", "ExpectColumnValuesToBeBetween", column=schema.step, max_value=split.threshold))
+    elif isinstance(split, LargerThanSplit):
+        out.append(on("test", "ExpectColumnValuesToBeBetween", column=schema.size, min_value=split.threshold,
+                      strict_min=True))
+        out.append(on("train", "ExpectColumnValuesToBeBetween", column=schema.size, max_value=split.threshold))
+    return out
+
+
+def check_split(train, test, schema: TableSchema, split: Split, n_rows: int) -> dict[str, Any]:
+    """Gate one split; raises ``GateFailure`` (naming rows of the stacked train+test frame)."""
+    import pandas as pd
+
+    stacked = pd.concat([train.assign(**{SIDE: "train"}), test.assign(**{SIDE: "test"})], ignore_index=True)
+    train_runs = sorted(train[schema.run].unique().tolist())
+    return run_gate(f"mixture_sim/split_{split.name}", stacked, split_expectations(schema, split, n_rows, train_runs))
+
+
+def make_split(frame, schema: TableSchema, split: Split, seed: int):
+    """(train, test) frames of ``split``, gated."""
+    mask = test_mask(frame, schema, split, seed)
+    train, test = frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True)
+    report = check_split(train, test, schema, split, len(frame))
+    return train, test, report
+
+
+def arrays(frame, schema: TableSchema) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix and target matrix in the schema's column order (the seed's .npy layout)."""
+    return (frame[schema.feature_columns].to_numpy(dtype=np.float64),
+            frame[schema.target_names].to_numpy(dtype=np.float64))
+
+
+def write_split(out_dir: str, name: str, train, test, schema: TableSchema, summary: dict[str, Any]) -> None:
+    """Everything of one split in one folder, written atomically as a whole."""
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        write_parquet(tmp / "train.parquet", train)
+        write_parquet(tmp / "test.parquet", test)
+        for side, part in (("train", train), ("test", test)):
+            x, y = arrays(part, schema)
+            with open(tmp / f"X_{side}_{name}.npy", "wb") as fh:
+                np.save(fh, x)
+            with open(tmp / f"y_{side}_{name}.npy", "wb") as fh:
+                np.save(fh, y)
+        write_json(tmp / "split.json", {**summary, "feature_columns": schema.feature_columns,
+                                        "target_columns": schema.target_names})
+
+
+def run(cfg: SplitsStageConfig) -> None:
+    frame = read_parquet(cfg.table_file)
+    metrics: dict[str, Any] = {}
+    for split in cfg.splits:
+        train, test, report = make_split(frame, cfg.table, split, cfg.seed)
+        summary = {
+            "split": split.model_dump(), "train_rows": len(train), "test_rows": len(test),
+            "train_runs": int(train[cfg.table.run].nunique()), "test_runs": int(test[cfg.table.run].nunique()),
+            "expectations": report["expectations"],
+        }
+        write_split(cfg.out_dirs[split.name], split.name, train, test, cfg.table, summary)
+        metrics[split.name] = {k: summary[k] for k in ("train_rows", "test_rows", "train_runs", "test_runs")}
+        print(f"split {split.name}: {len(train)} train / {len(test)} test rows, disjoint", flush=True)
+    write_json(cfg.metrics, metrics)
