@@ -223,7 +223,8 @@ def _locate(positions: dict, data: Any, loc: tuple) -> tuple[SpecPath, tuple[int
     return path, best
 
 
-def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, positions: dict) -> list[str]:
+def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, positions: dict,
+                            model: Any = None) -> list[str]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -234,7 +235,7 @@ def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, po
         if err["type"] == "extra_forbidden":
             parent_loc = loc[:-1]
             msg = f"unknown field `{loc[-1]}`"
-            model_fields = _fields_at(exc, parent_loc)
+            model_fields = _fields_at(model, parent_loc) if model is not None else []
             if model_fields:
                 msg += _did_you_mean(str(loc[-1]), model_fields) or f"; expected one of {sorted(model_fields)}"
         elif "input" in err and not isinstance(err["input"], (dict, list)):
@@ -243,8 +244,30 @@ def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, po
     return problems
 
 
-def _fields_at(exc: ValidationError, loc: tuple) -> list[str]:
-    return list(getattr(exc, "_harness_fields", {}).get(loc, []))
+def _fields_at(model: Any, loc: tuple) -> list[str]:
+    """Field names of the (nested) model at ``loc``, walking annotations; [] when unknown."""
+    import typing
+
+    from pydantic import BaseModel
+
+    def models_in(annotation: Any) -> list[type[BaseModel]]:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return [annotation]
+        return [m for arg in typing.get_args(annotation) for m in models_in(arg)]
+
+    current: list[Any] = [model]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt = []
+        for candidate in current:
+            for m in models_in(candidate):
+                if part in m.model_fields:
+                    nxt.append(m.model_fields[part].annotation)
+            if not isinstance(candidate, type):
+                nxt.extend(a for a in typing.get_args(candidate) if not isinstance(a, type) or models_in(a))
+        current = nxt or current
+    return sorted({f for c in current for m in models_in(c) for f in m.model_fields})
 
 
 def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path | None = None) -> LoadedSpec:
@@ -286,7 +309,7 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
     try:
         spec = studies[name].spec_model.model_validate(resolved)
     except ValidationError as exc:
-        raise SpecError(format_validation_error(path, exc, resolved, positions)) from None
+        raise SpecError(format_validation_error(path, exc, resolved, positions, studies[name].spec_model)) from None
     return LoadedSpec(path=path, study=studies[name], spec=spec, profile=profile, knob_refs=refs)
 
 

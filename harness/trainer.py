@@ -354,5 +354,5 @@ def overfit_one_batch(model, train_ids: np.ndarray, cfg: TrainConfig, steps: int
         loss = lm_loss(model, x, y)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return losses

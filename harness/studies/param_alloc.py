@@ -9,6 +9,8 @@ run time, so the DAG is fixed while the choice of configurations is data-driven.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
 from harness.spec import StudySpec
@@ -26,19 +28,15 @@ M = f"metrics/{STUDY_NAME}"
 P = f"plots/{STUDY_NAME}"
 
 
-class Grid(StrictModel):
-    embed_share: list[float] = Field(..., min_length=1)
-    glu: list[float] = Field(..., min_length=1)
+#: an embedding share is a fraction of the budget: strictly between 0 and 1
+Share = Annotated[float, Field(gt=0, lt=1)]
+#: a GLU expansion factor: d_ff / d_model, strictly positive
+Expansion = Annotated[float, Field(gt=0)]
 
-    @model_validator(mode="after")
-    def _ranges(self) -> "Grid":
-        for i, share in enumerate(self.embed_share):
-            if not 0 < share < 1:
-                raise ValueError(f"embed_share[{i}] = {share} must be in (0, 1)")
-        for i, glu in enumerate(self.glu):
-            if glu <= 0:
-                raise ValueError(f"glu[{i}] = {glu} must be > 0")
-        return self
+
+class Grid(StrictModel):
+    embed_share: list[Share] = Field(..., min_length=1)
+    glu: list[Expansion] = Field(..., min_length=1)
 
     def points(self) -> list[Allocation]:
         return [Allocation(embed_share=e, glu=g) for e in self.embed_share for g in self.glu]
@@ -77,6 +75,8 @@ class LrFindSpec(StrictModel):
 
 class OverfitSpec(StrictModel):
     steps: int = Field(100, ge=1)
+    #: memorising one batch wants a higher LR than generalising
+    lr: float = Field(1e-2, gt=0)
     batch_size: int = Field(4, ge=1)
     max_final_loss: float = Field(0.5, gt=0)
 
@@ -154,7 +154,7 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
         metrics=[f"{M}/lr_find.json"], plots=[{f"{P}/lr_find.csv": {"x": "lr", "y": "loss"}}],
         code_deps=trainer_code, resources=res("train")))
     overfit_train = _train_config(spec, spec.phase1.tokens).model_copy(
-        update={"batch_size": spec.overfit.batch_size, "micro_batch_size": None})
+        update={"batch_size": spec.overfit.batch_size, "micro_batch_size": None, "lr": spec.overfit.lr})
     stages.append(StageDef(
         name=f"{STUDY_NAME}-overfit", kind="train", func="stages.param_alloc.overfit:run",
         config=OverfitConfig(allocation=spec.baseline, train=overfit_train, steps=spec.overfit.steps,

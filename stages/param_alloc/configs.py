@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from harness.study import StrictModel
 from harness.trainer import EarlyStopConfig, TrainConfig
@@ -22,15 +22,16 @@ class CorpusFiles(StrictModel):
         default_factory=lambda: {"train": 0.8, "dev": 0.1, "test": 0.1})
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _fractions(self) -> "CorpusFiles":
-        bad = {k: v for k, v in self.fractions.items() if not 0 <= v <= 1}
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, fractions: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in fractions.items() if not 0 <= v <= 1}
         if bad:
             raise ValueError(f"fractions must each be in [0, 1], got {bad}")
-        total = sum(self.fractions.values())
+        total = sum(fractions.values())
         if abs(total - 1) > 1e-6:
-            raise ValueError(f"fractions must sum to 1, got {total:.6g}")
-        return self
+            raise ValueError(f"fractions must sum to 1 (within 1e-6), got {total:.6g}")
+        return fractions
 
 
 class PrepareConfig(StrictModel):
