@@ -214,6 +214,8 @@ def train_lm(
     step, history = 0, []
     best_ppl, worse_since_tokens = math.inf, None
     ckpt_path = Path(ckpt_dir) / CKPT_NAME if ckpt_dir else None
+    if ckpt_path:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     if ckpt_path and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
