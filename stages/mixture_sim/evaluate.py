@@ -1,0 +1,122 @@
+"""Stage `evaluate`: choose each regressor's grid point by CV, score it per split x target.
+
+Selection uses only the cross-validation scores from the sweep (training side); the test side
+is touched once, for the scores reported here. A mean predictor (sklearn ``DummyRegressor``) is
+scored alongside as the floor every simulator must clear. The regressor with the best CV score
+on a split is that split's *selected simulator* (plots and headline numbers use it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.io import atomic_path, read_json, write_csv, write_json
+from stages.mixture_sim.configs import EvaluateStageConfig, TableSchema
+from stages.mixture_sim.scoring import fit_scores, mixture_ranking
+from stages.mixture_sim.splits import arrays
+from stages.mixture_sim.tableio import read_parquet, write_parquet
+
+BASELINE = "mean"
+
+
+def pick_point(sweep_dirs: list[str], split: str) -> tuple[str, dict[str, Any]]:
+    """The sweep folder with the highest CV R² on ``split`` (first wins ties; no CV ranks last)."""
+    best_dir, best_info, best_score = sweep_dirs[0], None, -math.inf
+    for folder in sweep_dirs:
+        info = read_json(Path(folder) / "cv.json")
+        score = info["splits"][split]["cv_r2"]
+        score = -math.inf if score is None else score
+        if best_info is None or score > best_score:
+            best_dir, best_info, best_score = folder, info, score
+    return best_dir, best_info
+
+
+def baseline_predictions(split_dir: str, schema: TableSchema):
+    """Test rows predicted by the training-side mean of every target."""
+    from sklearn.dummy import DummyRegressor
+
+    from stages.mixture_sim.sweep import predictions_frame
+
+    train, test = read_parquet(Path(split_dir) / "train.parquet"), read_parquet(Path(split_dir) / "test.parquet")
+    model = DummyRegressor(strategy="mean").fit(*arrays(train, schema))
+    return predictions_frame(test, schema, model.predict(arrays(test, schema)[0]).reshape(len(test), -1))
+
+
+def score_predictions(frame, schema: TableSchema) -> list[dict[str, Any]]:
+    rows = []
+    for target in schema.targets:
+        true, pred = frame[target.name].to_numpy(), frame[f"pred:{target.name}"].to_numpy()
+        ranking = mixture_ranking(frame, schema, true, pred, target.better)
+        rows.append({"target": target.name, **fit_scores(true, pred),
+                     **{f"rank_{k}": v for k, v in ranking.items()}})
+    return rows
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def summarise(scores, split: str, regressor: str) -> dict[str, Any]:
+    part = scores[(scores.split == split) & (scores.regressor == regressor)]
+    groups = int(part.rank_groups.sum())
+    return {
+        "mean_r2": float(np.nanmean(part.r2)) if part.r2.notna().any() else math.nan,
+        "mean_spearman": float(np.nanmean(part.spearman)) if part.spearman.notna().any() else math.nan,
+        "mean_mae": float(part.mae.mean()),
+        "rank_hit_rate": float(part.rank_hits.sum() / groups) if groups else math.nan,
+        "rank_groups": groups,
+        "targets": {r.target: {"r2": r.r2, "mae": r.mae, "spearman": r.spearman, "rank_hit_rate": r.rank_hit_rate}
+                    for r in part.itertuples()},
+    }
+
+
+def run(cfg: EvaluateStageConfig) -> None:
+    import pandas as pd
+
+    schema = cfg.table
+    score_rows, long_preds, selection = [], [], {}
+    for split, split_dir in cfg.split_dirs.items():
+        chosen: dict[str, Any] = {}
+        frames = {BASELINE: baseline_predictions(split_dir, schema)}
+        for label, dirs in cfg.sweeps.items():
+            folder, info = pick_point(dirs, split)
+            frames[label] = read_parquet(Path(folder) / f"{split}.parquet")
+            chosen[label] = {"params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
+                             "point": Path(folder).name}
+        ranked = sorted(chosen, key=lambda k: -math.inf if chosen[k]["cv_r2"] is None else chosen[k]["cv_r2"],
+                        reverse=True)
+        selection[split] = {"selected": ranked[0], "regressors": chosen}
+        for label, frame in frames.items():
+            for row in score_predictions(frame, schema):
+                score_rows.append({"split": split, "regressor": label, **row})
+            for target in schema.target_names:
+                long_preds.append(pd.DataFrame({
+                    "split": split, "regressor": label, "run": frame[schema.run].to_numpy(),
+                    "step": frame[schema.step].to_numpy(), "size": frame[schema.size].to_numpy(),
+                    "target": target, "true": frame[target].to_numpy(), "pred": frame[f"pred:{target}"].to_numpy()}))
+        print(f"evaluate {split}: selected {ranked[0]} (cv R2 {chosen[ranked[0]]['cv_r2']})", flush=True)
+
+    scores = pd.DataFrame(score_rows)
+    preds = pd.concat(long_preds, ignore_index=True)
+    metrics = {}
+    for split in cfg.split_dirs:
+        metrics[split] = {"selected": selection[split]["selected"]}
+        for label in [*cfg.sweeps, BASELINE]:
+            metrics[split][label] = summarise(scores, split, label)
+    with atomic_path(cfg.out_dir) as tmp:
+        tmp.mkdir()
+        write_csv(tmp / "scores.csv", scores)
+        write_parquet(tmp / "predictions.parquet", preds)
+        write_json(tmp / "selection.json", selection)
+    write_json(cfg.metrics, _clean(metrics))
+    selected = preds[preds.regressor == preds.split.map(lambda s: selection[s]["selected"])]
+    write_csv(cfg.pred_plot, selected[["split", "target", "true", "pred"]])
+    write_csv(cfg.score_plot, scores[scores.regressor != BASELINE][["split", "regressor", "target", "r2"]])
