@@ -146,6 +146,20 @@ def cmd_bootstrap(args) -> int:
     return 0
 
 
+def cmd_drift(args) -> int:
+    """CI: fail when a reproduced metric differs from the committed one beyond a relative tolerance."""
+    from harness.drift import find_drift
+
+    problems = find_drift(_root(args), rev=args.rev, rtol=args.rtol)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} metric(s) drifted from {args.rev}", file=sys.stderr)
+        return EXIT_STAGE_FAILED
+    print(f"no metric drift against {args.rev} (rtol {args.rtol})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="project root (default: current directory)")
@@ -170,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bootstrap", help="generate the embedded default data (data/) and check data.dvc")
     p.set_defaults(func=cmd_bootstrap)
+
+    p = sub.add_parser("drift", help="compare reproduced metrics/ with the committed ones")
+    p.add_argument("--rev", default="HEAD")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.set_defaults(func=cmd_drift)
 
     try:  # SLURM scheduler subcommands (repro -j, submit, collect) live in their own package
         from harness.slurm.cli import add_subcommands
