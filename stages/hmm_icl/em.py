@@ -1,0 +1,165 @@
+"""Batched Baum-Welch with pomegranate: summarize mini-batches, M-step every ``update_freq``.
+
+Why batched: the E-step's transition statistics are an (n, L, H, H) tensor, so a whole corpus
+does not fit in memory at H = 500 (the original notes ran out of GPU memory at 8k sequences).
+pomegranate separates ``summarize`` (accumulate sufficient statistics) from ``from_summaries``
+(M-step); calling the M-step every ``update_freq`` mini-batches interpolates between classic EM
+(once per epoch, ``update_freq: null``) and stepwise EM, which the notes found to converge
+faster per token but sometimes to a worse optimum.
+
+Why the state at an epoch boundary is complete: the last, partial window of an epoch is always
+flushed by an M-step, and the shuffling order is a pure function of (seed, epoch). A checkpoint
+holding (pi, A, B, epoch, history) therefore resumes to bit-identical parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from stages.hmm_icl.configs import EmSpec
+from stages.hmm_icl.forward import loglik_per_token
+from stages.hmm_icl.hmm import HmmParams, from_pomegranate, load_into, project, random_params, to_pomegranate
+
+CKPT_NAME = "em.npz"
+
+
+@dataclass
+class EmResult:
+    params: HmmParams
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+    updates: int = 0
+
+
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """pomegranate allocates its summary buffers with torch's default dtype; match the model's."""
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def m_step(model, floor: float) -> HmmParams:
+    """pomegranate's M-step, then the floor; states that got no weight keep their old rows.
+
+    A state with zero expected count in a window would get 0/0 rows from the M-step; that is an
+    absence of evidence, not a NaN to propagate, so its previous parameters are kept. Any other
+    non-finite value (the NaN cascade the floor exists to prevent) raises FloatingPointError.
+    """
+    import torch
+
+    old = from_pomegranate(model)
+    with torch.no_grad():
+        dead_emit = np.array([float(d._w_sum.sum()) == 0.0 for d in model.distributions])
+        dead_trans = (model._xw_sum.sum(dim=1) == 0).cpu().numpy()
+        dead_start = float(model._xw_starts_sum.sum()) == 0.0
+    model.from_summaries()
+    new = from_pomegranate(model)
+    new.B[dead_emit] = old.B[dead_emit]
+    new.A[dead_trans] = old.A[dead_trans]
+    if dead_start:
+        new.pi = old.pi
+    params = project(new, floor)  # raises FloatingPointError on NaN
+    load_into(model, params)
+    return params
+
+
+def update_windows(n: int, batch_size: int, update_freq: int | None) -> list[list[tuple[int, int]]]:
+    """Group the mini-batches of one epoch into M-step windows of ``update_freq`` batches.
+
+    The remainder batches join the last window instead of forming a small one of their own:
+    with ``inertia = 0`` an M-step replaces the parameters by the window's estimate, so a window
+    of a handful of sequences at the end of every epoch would throw the fit away each epoch.
+    """
+    batches = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if not update_freq:
+        return [batches]
+    n_windows = max(1, len(batches) // update_freq)
+    windows = [batches[w * update_freq : (w + 1) * update_freq] for w in range(n_windows)]
+    windows[-1].extend(batches[n_windows * update_freq :])
+    return windows
+
+
+def _save_checkpoint(path: Path, params: HmmParams, epoch: int, updates: int, history: list) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, pi=params.pi, A=params.A, B=params.B, epoch=epoch, updates=updates,
+                 history=json.dumps(history))
+    os.replace(tmp, path)  # atomic: a kill mid-save leaves the previous checkpoint
+
+
+def _load_checkpoint(path: Path) -> tuple[HmmParams, int, int, list]:
+    with np.load(path) as data:
+        params = HmmParams(pi=data["pi"], A=data["A"], B=data["B"])
+        return params, int(data["epoch"]), int(data["updates"]), json.loads(str(data["history"]))
+
+
+def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: int, em: EmSpec, seed: int, *,
+           ckpt_dir: Path | None = None, log: Callable[[str], None] = print,
+           stop_requested: Callable[[], bool] | None = None) -> EmResult:
+    """Fit an H-state HMM with K categorical emissions to ``train`` (N, L) by batched EM."""
+    import torch
+
+    from harness.runtime import device as pick_device
+
+    if em.torch_threads:
+        torch.set_num_threads(em.torch_threads)
+    dtype = torch.float64 if em.dtype == "float64" else torch.float32
+    device = pick_device(em.device)
+    train = np.asarray(train)
+    if em.max_train_sequences:
+        train = train[: em.max_train_sequences]
+    n = len(train)
+    params = project(random_params(hidden, emissions, np.random.default_rng([seed, 0]), em.init_concentration),
+                     em.floor)
+    start_epoch, updates, history = 0, 0, []
+    ckpt = Path(ckpt_dir) / CKPT_NAME if ckpt_dir else None
+    if ckpt:
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if ckpt and ckpt.exists():
+        params, start_epoch, updates, history = _load_checkpoint(ckpt)
+        log(f"resumed EM from checkpoint after epoch {start_epoch}/{em.epochs}")
+    val_eval = None if val is None else np.asarray(val)[: em.history_val_sequences]
+    tokens_per_epoch = int(train.size)
+    with default_dtype(dtype):
+        model = to_pomegranate(params, dtype, device)
+        x_all = torch.as_tensor(train.astype(np.int64)).unsqueeze(-1)
+        for epoch in range(start_epoch, em.epochs):
+            order = np.random.default_rng([seed, 1, epoch]).permutation(n)
+            logp_sum = 0.0
+            for window in update_windows(n, em.batch_size, em.update_freq):
+                for start, stop in window:
+                    batch = x_all[torch.as_tensor(order[start:stop])].to(device)
+                    logp_sum += float(model.summarize(batch).sum())
+                params, updates = m_step(model, em.floor), updates + 1
+            record = {"epoch": epoch + 1, "updates": updates, "tokens": (epoch + 1) * tokens_per_epoch,
+                      "train_loglik_per_token": logp_sum / tokens_per_epoch}
+            if val_eval is not None and len(val_eval):
+                record["val_loglik_per_token"] = loglik_per_token(params, val_eval)
+            if not math.isfinite(record["train_loglik_per_token"]):
+                raise FloatingPointError(f"EM log-likelihood became {logp_sum} in epoch {epoch + 1}")
+            history.append(record)
+            log(f"epoch {epoch + 1}/{em.epochs}: train ll/token {record['train_loglik_per_token']:.4f}"
+                + (f", val {record['val_loglik_per_token']:.4f}" if "val_loglik_per_token" in record else ""))
+            done = epoch + 1
+            if ckpt and (done % em.checkpoint_every == 0 or done == em.epochs):
+                _save_checkpoint(ckpt, params, done, updates, history)
+            if stop_requested is not None and stop_requested() and done < em.epochs:
+                if ckpt:
+                    _save_checkpoint(ckpt, params, done, updates, history)
+                raise InterruptedError(f"stop requested after epoch {done}; checkpoint saved for resume")
+    return EmResult(params=params.check(atol=1e-6), history=history, resumed_from_epoch=start_epoch,
+                    updates=updates)
