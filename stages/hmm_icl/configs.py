@@ -67,6 +67,8 @@ class EmSpec(StrictModel):
     #: Dirichlet concentration of the seeded random initialisation (1: uniform on the simplex)
     init_concentration: float = Field(1.0, gt=0)
     checkpoint_every: int = Field(1, ge=1)
+    #: independent random initialisations; the best training likelihood is kept
+    restarts: int = Field(1, ge=1)
     #: cap on training sequences (None: all)
     max_train_sequences: int | None = Field(None, ge=1)
     #: validation sequences scored after every epoch for the convergence history

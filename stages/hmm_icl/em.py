@@ -108,9 +108,13 @@ def _load_checkpoint(path: Path) -> tuple[HmmParams, int, int, list]:
 
 
 def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: int, em: EmSpec, seed: int, *,
-           ckpt_dir: Path | None = None, log: Callable[[str], None] = print,
+           restart: int = 0, ckpt_dir: Path | None = None, log: Callable[[str], None] = print,
            stop_requested: Callable[[], bool] | None = None) -> EmResult:
-    """Fit an H-state HMM with K categorical emissions to ``train`` (N, L) by batched EM."""
+    """Fit an H-state HMM with K categorical emissions to ``train`` (N, L) by batched EM.
+
+    ``restart`` selects an independent random initialisation and shuffling stream for the same
+    ``seed`` (see :func:`fit_best_of`).
+    """
     import torch
 
     from harness.runtime import device as pick_device
@@ -123,7 +127,8 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
     if em.max_train_sequences:
         train = train[: em.max_train_sequences]
     n = len(train)
-    params = project(random_params(hidden, emissions, np.random.default_rng([seed, 0]), em.init_concentration),
+    params = project(random_params(hidden, emissions, np.random.default_rng([seed, 0, restart]),
+                                    em.init_concentration),
                      em.floor)
     start_epoch, updates, history = 0, 0, []
     ckpt = Path(ckpt_dir) / CKPT_NAME if ckpt_dir else None
@@ -138,7 +143,7 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
         model = to_pomegranate(params, dtype, device)
         x_all = torch.as_tensor(train.astype(np.int64)).unsqueeze(-1)
         for epoch in range(start_epoch, em.epochs):
-            order = np.random.default_rng([seed, 1, epoch]).permutation(n)
+            order = np.random.default_rng([seed, 1, restart, epoch]).permutation(n)
             logp_sum = 0.0
             for window in update_windows(n, em.batch_size, em.update_freq):
                 for start, stop in window:
@@ -163,3 +168,26 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
                 raise InterruptedError(f"stop requested after epoch {done}; checkpoint saved for resume")
     return EmResult(params=params.check(atol=1e-6), history=history, resumed_from_epoch=start_epoch,
                     updates=updates)
+
+
+def fit_best_of(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: int, em: EmSpec, seed: int, *,
+                ckpt_dir: Path | None = None, log: Callable[[str], None] = print,
+                stop_requested: Callable[[], bool] | None = None) -> tuple[EmResult, list[float]]:
+    """Run ``em.restarts`` independent fits and keep the one with the best *training* likelihood.
+
+    Why restarts: Baum-Welch has many local optima and long saddle plateaus (two states sharing
+    one emission profile is a common trap); the best of a few random starts reaches the global
+    optimum far more often than one long run. Selection uses the training likelihood only, so
+    the validation numbers reported downstream stay honest.
+    """
+    best, finals = None, []
+    for r in range(em.restarts):
+        sub = Path(ckpt_dir) / f"restart{r}" if ckpt_dir else None
+        if em.restarts > 1:
+            log(f"restart {r + 1}/{em.restarts}")
+        res = fit_em(train, val, hidden, emissions, em, seed, restart=r, ckpt_dir=sub, log=log,
+                     stop_requested=stop_requested)
+        finals.append(res.history[-1]["train_loglik_per_token"])
+        if best is None or finals[-1] > best[1]:
+            best = (res, finals[-1])
+    return best[0], finals

@@ -17,7 +17,7 @@ from harness.io import atomic_path, write_csv, write_json
 from harness.runtime import checkpoint_dir, stop_requested
 from harness.trainer import clear_checkpoint
 from stages.hmm_icl.configs import FitConfig
-from stages.hmm_icl.em import fit_em
+from stages.hmm_icl.em import fit_best_of
 
 
 def run(cfg: FitConfig) -> None:
@@ -31,8 +31,8 @@ def run(cfg: FitConfig) -> None:
     print(f"{p.tag}: fitting on {train.shape[0]} x {p.seq_len} tokens, batch {cfg.em.batch_size},"
           f" update every {cfg.em.update_freq or 'epoch'}", flush=True)
     ckpt = checkpoint_dir(cfg)
-    result = fit_em(train, val, p.hidden, p.emissions, cfg.em, cfg.seed, ckpt_dir=ckpt,
-                    log=lambda m: print(m, flush=True), stop_requested=stop_requested)
+    result, finals = fit_best_of(train, val, p.hidden, p.emissions, cfg.em, cfg.seed, ckpt_dir=ckpt,
+                                 log=lambda m: print(m, flush=True), stop_requested=stop_requested)
     last = result.history[-1]
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
@@ -40,7 +40,7 @@ def run(cfg: FitConfig) -> None:
     write_csv(cfg.history, pd.DataFrame(result.history))
     write_json(cfg.metrics, {
         "emissions": p.emissions, "hidden": p.hidden, "seq_len": p.seq_len, "epochs": last["epoch"],
-        "updates": result.updates, "train_loglik_per_token": last["train_loglik_per_token"],
+        "updates": result.updates, "restart_train_loglik_per_token": finals, "train_loglik_per_token": last["train_loglik_per_token"],
         "val_loglik_per_token": last.get("val_loglik_per_token"),
         "min_probability": float(min(result.params.A.min(), result.params.B.min(), result.params.pi.min())),
     })
