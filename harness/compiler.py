@@ -108,7 +108,9 @@ def render(root: Path) -> str:
 
 
 def find_stage(root: Path, name: str) -> tuple[StageDef, LoadedSpec]:
-    _, loaded = load_all(root)
+    _, loaded = load_all(root, only_study_prefix_of=name)
+    if not loaded:
+        _, loaded = load_all(root)
     stages = collect_stages(loaded)
     for stage, item in stages:
         if stage.name == name:

@@ -313,14 +313,23 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
     return LoadedSpec(path=path, study=studies[name], spec=spec, profile=profile, knob_refs=refs)
 
 
-def load_all(root: Path, studies: dict[str, Study] | None = None) -> tuple[dict[str, Any], list[LoadedSpec]]:
-    """Load params.yaml and every ``specs/*.yaml`` under ``root``; collect all problems at once."""
+def load_all(root: Path, studies: dict[str, Study] | None = None,
+             only_study_prefix_of: str | None = None) -> tuple[dict[str, Any], list[LoadedSpec]]:
+    """Load params.yaml and every ``specs/*.yaml`` under ``root``; collect all problems at once.
+
+    ``only_study_prefix_of``: load just the specs whose study owns that stage name
+    (``<study>-...``), so running one stage never depends on another study's spec.
+    """
     from harness.study import discover_studies
 
     studies = studies or discover_studies()
     params = load_params(root / "params.yaml")
     loaded, problems = [], []
     for spec_file in sorted((root / "specs").glob("*.yaml")):
+        if only_study_prefix_of is not None:
+            match = re.search(r"^study:\s*([A-Za-z0-9_]+)", spec_file.read_text(), re.MULTILINE)
+            if not match or not only_study_prefix_of.startswith(match.group(1) + "-"):
+                continue
         try:
             loaded.append(load_spec(spec_file, params, studies, display=spec_file.relative_to(root)))
         except SpecError as exc:

@@ -59,11 +59,12 @@ def run(cfg: ReportConfig) -> None:
                      "n_layers": s["n_layers"], "d_ff": s["d_ff"], "params": m["actual_params"],
                      "param_error_pct": 100 * m["param_error"], "embed_share_actual": m["embed_share_actual"],
                      "best_dev_ppl": m["best_dev_ppl"], "stopped_early": m["stopped_early"],
-                     "tokens_seen": m["tokens_seen"], "latency_ms_seq128": p.get("latency_ms_seq128"),
-                     "latency_ms_seq512": p.get("latency_ms_seq512"), "peak_memory_mb": p["peak_memory_mb"],
-                     "throughput_tokens_per_s": p["throughput_tokens_per_s"]})
+                     "tokens_seen": m["tokens_seen"],
+                     **{k: v for k, v in p.items() if k.startswith(("latency_ms", "peak_memory", "throughput"))}})
     frame = pd.DataFrame(rows).sort_values(["embed_share", "glu"]).reset_index(drop=True)
-    lat_col = "latency_ms_seq128" if frame["latency_ms_seq128"].notna().all() else "latency_ms_seq512"
+    # the shortest measured sequence: batch-1 latency at seq 128 in the studies' setting
+    lat_col = min((c for c in frame.columns if c.startswith("latency_ms_seq")),
+                  key=lambda c: int(c.removeprefix("latency_ms_seq")))
     finals = []
     for mpath, ppath in zip(cfg.eval_metrics, cfg.eval_perf):
         m, p = json.loads(Path(mpath).read_text()), json.loads(Path(ppath).read_text())
