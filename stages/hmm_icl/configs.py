@@ -168,12 +168,15 @@ class LmTrainSpec(StrictModel):
     checkpoint_every: int = Field(50, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: torch intra-op threads on CPU (None: torch's default); see EmSpec.torch_threads
+    torch_threads: int | None = Field(None, ge=1)
 
 
 class LmTrainConfig(StrictModel):
     point: GridPoint
     model: LlamaSpec
     train: TrainConfig
+    torch_threads: int | None = Field(None, ge=1)
     shards_dir: str
     out_dir: str
     metrics: str
@@ -189,6 +192,7 @@ class IclSpec(StrictModel):
     #: fraction of positions averaged for the "early" and "late" ICL gap figures
     window: float = Field(0.1, gt=0, le=0.5)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    torch_threads: int | None = Field(None, ge=1)
 
 
 class IclConfig(StrictModel):

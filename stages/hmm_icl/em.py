@@ -14,7 +14,6 @@ holding (pi, A, B, epoch, history) therefore resumes to bit-identical parameters
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ import numpy as np
 from stages.hmm_icl.configs import EmSpec
 from stages.hmm_icl.forward import loglik_per_token
 from stages.hmm_icl.hmm import HmmParams, from_pomegranate, load_into, project, random_params, to_pomegranate
+from stages.hmm_icl.torchctx import default_dtype, torch_threads
 
 CKPT_NAME = "em.npz"
 
@@ -37,19 +37,6 @@ class EmResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int = 0
     updates: int = 0
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    """pomegranate allocates its summary buffers with torch's default dtype; match the model's."""
-    import torch
-
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def m_step(model, floor: float) -> HmmParams:
@@ -119,8 +106,6 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
 
     from harness.runtime import device as pick_device
 
-    if em.torch_threads:
-        torch.set_num_threads(em.torch_threads)
     dtype = torch.float64 if em.dtype == "float64" else torch.float32
     device = pick_device(em.device)
     train = np.asarray(train)
@@ -139,7 +124,7 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
         log(f"resumed EM from checkpoint after epoch {start_epoch}/{em.epochs}")
     val_eval = None if val is None else np.asarray(val)[: em.history_val_sequences]
     tokens_per_epoch = int(train.size)
-    with default_dtype(dtype):
+    with default_dtype(dtype), torch_threads(em.torch_threads):
         model = to_pomegranate(params, dtype, device)
         x_all = torch.as_tensor(train.astype(np.int64)).unsqueeze(-1)
         for epoch in range(start_epoch, em.epochs):
