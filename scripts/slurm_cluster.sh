@@ -80,8 +80,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
 # schedule batch jobs at submit / dependency release instead of batching them every 3 s (the
-# default): a one-node dev cluster has no submit storm to absorb, and DAG latency adds up
-SchedulerParameters=batch_sched_delay=0
+# default), and rerun the scheduler every 2 s (jobs waiting on a begin time, e.g. requeued ones):
+# a one-node dev cluster has no submit storm to absorb, and DAG latency adds up
+SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2
 MpiDefault=none
 SwitchType=switch/none
 # accounting off: no slurmdbd; job state comes from \`scontrol show job\`
@@ -93,6 +94,9 @@ MinJobAge=3600
 JobRequeue=1
 ReturnToService=2
 KillWait=10
+# a requeued job may start again only after its old credential expired (default 120 s); a
+# short lifetime makes time-limit requeue -> resume take seconds on the dev cluster
+AuthInfo=cred_expire=5
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=60
