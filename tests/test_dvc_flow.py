@@ -73,12 +73,19 @@ def test_second_repro_is_a_noop(project):
 
 def test_unknown_knob_rejected_and_nothing_runs(project):
     root, _ = project
+    # DVC's own override parser already refuses a key missing from params.yaml ...
     proc = run(["dvc", "exp", "run", "-S", "gluu=3.0"], root, check=False)
-    assert proc.returncode != 0
     text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "gluu" in text, text
+    assert ran_stages(text) == set(), text
+    # ... and appending it (`+gluu`, or a hand edit) is caught by the check-params stage, with a hint
+    proc = run(["dvc", "exp", "run", "-S", "+gluu=3.0"], root, check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
     assert "unknown knob `gluu`" in text and "did you mean `glu`?" in text, text
     assert ran_stages(text) <= {"check-params"}, text
     run(["git", "checkout", "--", "params.yaml"], root)
+    run(["git", "status", "--porcelain"], root)
 
 
 def test_glu_knob_reruns_only_glu_stages_and_metrics_diff_shows_it(project):

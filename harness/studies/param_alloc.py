@@ -125,7 +125,8 @@ def _data_deps(spec: ParamAllocSpec) -> list[str]:
 def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
     res = spec.resources_for
     corpus, tokens, gate = f"{W}/corpus", f"{W}/tokens", f"{W}/gate.json"
-    trainer_code = ["harness/trainer.py", "stages/param_alloc/model.py", "stages/param_alloc/solver.py",
+    trainer_code = ["harness/trainer.py", "stages/param_alloc/common.py", "stages/param_alloc/model.py",
+                    "stages/param_alloc/solver.py",
                     "stages/param_alloc/configs.py"]
     data_in = [tokens, gate]
     stages: list[StageDef] = [

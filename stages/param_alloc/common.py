@@ -27,3 +27,17 @@ def load_tokens(tokens_dir: str) -> tuple[dict[str, np.ndarray], int]:
 def solve_shape(allocation: Allocation, model: ModelSpec, vocab: int) -> tuple[Shape, dict]:
     shape = solve(allocation, model, vocab)
     return shape, describe(shape)
+
+
+def gated_model(allocation: Allocation, model: ModelSpec, tokens_dir: str, gate_report: str, seed: int):
+    """The opening of every training-type stage: gate passed, seeded, tokens loaded, shape solved,
+    model built and its parameter count checked. Returns (model, tokens, shape, solved, counts)."""
+    from harness.runtime import seed_everything
+    from stages.param_alloc.model import build_checked
+
+    require_gate(gate_report)
+    seed_everything(seed)
+    tokens, vocab = load_tokens(tokens_dir)
+    shape, solved = solve_shape(allocation, model, vocab)
+    built, counts = build_checked(shape, seed, model.target_params, model.tolerance)
+    return built, tokens, shape, solved, counts

@@ -10,11 +10,9 @@ import numpy as np
 import pandas as pd
 
 from harness.io import write_csv, write_json
-from harness.runtime import seed_everything
 from harness.trainer import lr_range_test
-from stages.param_alloc.common import load_tokens, require_gate, solve_shape
+from stages.param_alloc.common import gated_model
 from stages.param_alloc.configs import LrFindConfig
-from stages.param_alloc.model import build_checked
 
 
 def suggest_lr(curve: list[dict[str, float]]) -> float:
@@ -25,11 +23,7 @@ def suggest_lr(curve: list[dict[str, float]]) -> float:
 
 
 def run(cfg: LrFindConfig) -> None:
-    require_gate(cfg.gate_report)
-    seed_everything(cfg.train.seed)
-    tokens, vocab = load_tokens(cfg.tokens_dir)
-    shape, _ = solve_shape(cfg.allocation, cfg.model, vocab)
-    model, _ = build_checked(shape, cfg.train.seed, cfg.model.target_params, cfg.model.tolerance)
+    model, tokens, *_ = gated_model(cfg.allocation, cfg.model, cfg.tokens_dir, cfg.gate_report, cfg.train.seed)
     curve = lr_range_test(model, tokens["train"], cfg.train, cfg.lr_min, cfg.lr_max, cfg.steps)
     best = min(curve, key=lambda c: c["loss"])
     steepest = suggest_lr(curve)

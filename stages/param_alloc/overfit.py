@@ -7,11 +7,9 @@ learn that here than after a sweep of 12 runs.
 from __future__ import annotations
 
 from harness.io import write_json
-from harness.runtime import seed_everything
 from harness.trainer import overfit_one_batch
-from stages.param_alloc.common import load_tokens, require_gate, solve_shape
+from stages.param_alloc.common import gated_model
 from stages.param_alloc.configs import OverfitConfig
-from stages.param_alloc.model import build_checked
 
 
 class OverfitFailed(RuntimeError):
@@ -19,11 +17,7 @@ class OverfitFailed(RuntimeError):
 
 
 def run(cfg: OverfitConfig) -> None:
-    require_gate(cfg.gate_report)
-    seed_everything(cfg.train.seed)
-    tokens, vocab = load_tokens(cfg.tokens_dir)
-    shape, _ = solve_shape(cfg.allocation, cfg.model, vocab)
-    model, _ = build_checked(shape, cfg.train.seed, cfg.model.target_params, cfg.model.tolerance)
+    model, tokens, *_ = gated_model(cfg.allocation, cfg.model, cfg.tokens_dir, cfg.gate_report, cfg.train.seed)
     losses = overfit_one_batch(model, tokens["train"], cfg.train, cfg.steps)
     print(f"overfit: loss {losses[0]:.3f} -> {losses[-1]:.4f} in {cfg.steps} steps", flush=True)
     if losses[-1] > cfg.max_final_loss:

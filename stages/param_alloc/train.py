@@ -13,11 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from harness.io import atomic_path, write_csv, write_json
-from harness.runtime import checkpoint_dir, seed_everything
+from harness.runtime import checkpoint_dir
 from harness.trainer import clear_checkpoint, train_lm
-from stages.param_alloc.common import load_tokens, require_gate, solve_shape
+from stages.param_alloc.common import gated_model
 from stages.param_alloc.configs import Allocation, TrainStageConfig
-from stages.param_alloc.model import build_checked, save_model
+from stages.param_alloc.model import save_model
 
 
 def chosen_allocation(cfg: TrainStageConfig) -> Allocation:
@@ -29,12 +29,9 @@ def chosen_allocation(cfg: TrainStageConfig) -> Allocation:
 
 
 def run(cfg: TrainStageConfig) -> None:
-    require_gate(cfg.gate_report)
-    seed_everything(cfg.train.seed)
-    tokens, vocab = load_tokens(cfg.tokens_dir)
     allocation = chosen_allocation(cfg)
-    shape, solved = solve_shape(allocation, cfg.model, vocab)
-    model, counts = build_checked(shape, cfg.train.seed, cfg.model.target_params, cfg.model.tolerance)
+    model, tokens, shape, solved, counts = gated_model(allocation, cfg.model, cfg.tokens_dir, cfg.gate_report,
+                                                       cfg.train.seed)
     print(f"{allocation.tag}: d_model={shape.d_model} layers={shape.n_layers} d_ff={shape.d_ff} "
           f"params={counts['actual_params']} (target {cfg.model.target_params})", flush=True)
     ckpt = checkpoint_dir(cfg)
