@@ -27,6 +27,8 @@ def run(cmd: list[str] | str, cwd: Path, check: bool = True, env: dict | None = 
         timeout: float = 600) -> subprocess.CompletedProcess:
     """Run a command with the venv's bin first on PATH (so dvc's `harness run` resolves)."""
     full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(env or {})}
+    if (Path(cwd) / "harness").is_dir():  # a repo copy runs its own code, not the editable install's
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(cwd), full_env.get("PYTHONPATH", "")]))
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout,
                           shell=isinstance(cmd, str))
     if check and proc.returncode != 0:
