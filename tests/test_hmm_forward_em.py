@@ -81,6 +81,16 @@ def test_update_windows_fold_the_remainder_into_the_last_window():
     assert update_windows(n=5, batch_size=2, update_freq=None) == [[(0, 2), (2, 4), (4, 5)]]
 
 
+def test_estep_memory_cap_shrinks_the_batch():
+    from stages.hmm_icl.em import effective_batch_size
+
+    em = EmSpec(epochs=1, batch_size=1024, estep_memory_gb=40)
+    assert effective_batch_size(em, hidden=100, seq_len=100, itemsize=4) == 1024
+    # H = L = 600 in float32: 3 * 600 * 600^2 * 4 bytes per sequence -> 16 sequences in 40 GiB
+    assert effective_batch_size(em, hidden=600, seq_len=600, itemsize=4) == 16
+    assert effective_batch_size(em.model_copy(update={"estep_memory_gb": None}), 600, 600, 4) == 1024
+
+
 def _disjoint_vocab_data() -> np.ndarray:
     """Two sequences with disjoint words: each M-step window sees half the vocabulary only."""
     return np.array([[0, 1, 0, 1, 1, 0], [2, 3, 3, 2, 2, 3]])

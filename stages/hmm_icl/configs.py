@@ -60,6 +60,10 @@ class EmSpec(StrictModel):
 
     epochs: int = Field(..., ge=1)
     batch_size: int = Field(..., ge=1)
+    #: cap on the E-step's memory: pomegranate's forward-backward materialises an
+    #: (batch, L, H, H) tensor, so the batch is shrunk to fit (None: no cap). At H = L = 600 a
+    #: batch of 256 would need ~220 GB; the notes ran out of GPU memory exactly this way.
+    estep_memory_gb: float | None = Field(None, gt=0)
     #: mini-batches per M-step; None: one M-step per epoch (classic full-batch EM)
     update_freq: int | None = Field(None, ge=1)
     #: probabilities are clamped to at least this after every M-step (then renormalised)

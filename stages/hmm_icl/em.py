@@ -37,6 +37,7 @@ class EmResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int = 0
     updates: int = 0
+    batch_size: int = 0
 
 
 def m_step(model, floor: float) -> HmmParams:
@@ -62,6 +63,18 @@ def m_step(model, floor: float) -> HmmParams:
     params = project(new, floor)  # raises FloatingPointError on NaN
     load_into(model, params)
     return params
+
+
+def effective_batch_size(em: EmSpec, hidden: int, seq_len: int, itemsize: int) -> int:
+    """``em.batch_size``, shrunk so the E-step's (batch, L, H, H) tensors fit ``em.estep_memory_gb``.
+
+    The factor 3 covers the transition tensor plus its exponentiated and reduced copies that
+    forward_backward holds at once.
+    """
+    if not em.estep_memory_gb:
+        return em.batch_size
+    per_sequence = 3 * seq_len * hidden * hidden * itemsize
+    return max(1, min(em.batch_size, int(em.estep_memory_gb * 2**30 // per_sequence)))
 
 
 def update_windows(n: int, batch_size: int, update_freq: int | None) -> list[list[tuple[int, int]]]:
@@ -124,13 +137,16 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
         log(f"resumed EM from checkpoint after epoch {start_epoch}/{em.epochs}")
     val_eval = None if val is None else np.asarray(val)[: em.history_val_sequences]
     tokens_per_epoch = int(train.size)
+    batch_size = effective_batch_size(em, hidden, train.shape[1], 8 if em.dtype == "float64" else 4)
+    if batch_size < em.batch_size:
+        log(f"E-step memory cap {em.estep_memory_gb} GB: batch {em.batch_size} -> {batch_size} sequences")
     with default_dtype(dtype), torch_threads(em.torch_threads):
         model = to_pomegranate(params, dtype, device)
         x_all = torch.as_tensor(train.astype(np.int64)).unsqueeze(-1)
         for epoch in range(start_epoch, em.epochs):
             order = np.random.default_rng([seed, 1, restart, epoch]).permutation(n)
             logp_sum = 0.0
-            for window in update_windows(n, em.batch_size, em.update_freq):
+            for window in update_windows(n, batch_size, em.update_freq):
                 for start, stop in window:
                     batch = x_all[torch.as_tensor(order[start:stop])].to(device)
                     logp_sum += float(model.summarize(batch).sum())
@@ -152,7 +168,7 @@ def fit_em(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: in
                     _save_checkpoint(ckpt, params, done, updates, history)
                 raise InterruptedError(f"stop requested after epoch {done}; checkpoint saved for resume")
     return EmResult(params=params.check(atol=1e-6), history=history, resumed_from_epoch=start_epoch,
-                    updates=updates)
+                    updates=updates, batch_size=batch_size)
 
 
 def fit_best_of(train: np.ndarray, val: np.ndarray | None, hidden: int, emissions: int, em: EmSpec, seed: int, *,

@@ -53,7 +53,7 @@ def run(cfg: FitConfig) -> None:
     write_csv(cfg.history, pd.DataFrame(result.history))
     write_json(cfg.metrics, {
         "emissions": p.emissions, "hidden": p.hidden, "seq_len": p.seq_len, "epochs": last["epoch"],
-        "updates": result.updates, "restart_train_loglik_per_token": finals, "train_loglik_per_token": last["train_loglik_per_token"],
+        "updates": result.updates, "batch_size": result.batch_size, "restart_train_loglik_per_token": finals, "train_loglik_per_token": last["train_loglik_per_token"],
         "val_loglik_per_token": last.get("val_loglik_per_token"),
         "min_probability_log10": math.log10(min(result.params.A.min(), result.params.B.min(), result.params.pi.min())),
     })
