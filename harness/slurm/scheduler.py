@@ -146,10 +146,7 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, out: Callable[[s
             for v in victims:  # SLURM may already have cancelled them (DependencyNeverSatisfied)
                 v.state, v.reason = DEP_CANCELLED, f"dependency {stage.name} failed"
     report.cancelled = [s.name for s in manifest.in_order() if s.reason.startswith("dependency")]
-    # record finished stages whose in-run readers are all done (never rewrite files a job reads)
-    ready = [s.name for s in manifest.in_order() if s.state == jobs.OK and not s.recorded
-             and all(manifest.stages[d].state in jobs.TERMINAL | {LOST, RECORD_FAILED}
-                     for d in manifest.dependents(s.name))]
+    ready = recordable(manifest)
     if ready:
         errors = dvcgraph.record(root, ready)
         for name in ready:
@@ -170,6 +167,27 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, out: Callable[[s
             f"reason {stage.reason or '-'}; log {paths.log(_short(name))}")
     save(paths, manifest)
     return report
+
+
+def recordable(manifest: RunManifest) -> list[str]:
+    """Finished stages that may be recorded now, in the run's (DVC's repro) order.
+
+    Two rules. Recording follows the plan order strictly (a stage waits for every earlier stage
+    to be recorded or to have failed), so ``dvc.lock`` lists stages in the order ``dvc repro``
+    writes them, whatever order the jobs happened to finish in: detached, blocking and plain DVC
+    runs give byte-identical lock files. And a stage is recorded only once every in-run stage
+    that reads its outputs has ended, so DVC never relinks a file a running job is reading.
+    """
+    gone = jobs.FAILED_STATES | {LOST, RECORD_FAILED}
+    ready: list[str] = []
+    for stage in manifest.in_order():
+        if stage.recorded or stage.state in gone:
+            continue
+        readers_done = all(manifest.stages[d].state in jobs.TERMINAL | gone for d in manifest.dependents(stage.name))
+        if stage.state != jobs.OK or not readers_done:
+            break
+        ready.append(stage.name)
+    return ready
 
 
 def table(manifest: RunManifest) -> str:
