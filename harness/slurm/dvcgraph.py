@@ -9,6 +9,7 @@ contended by jobs: jobs only run stage commands and never touch DVC.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,19 @@ class PipelineStage:
     frozen: bool = False
 
 
+@contextlib.contextmanager
 def _open(root: Path):
+    """The repo, with the working directory at its root: DVC names stages relative to the cwd
+    (``dvc.yaml:a`` seen from elsewhere is ``../p/dvc.yaml:a``), and its CLI always runs there."""
     from dvc.repo import Repo
 
-    return Repo(str(root))
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        with Repo(".") as repo:
+            yield repo
+    finally:
+        os.chdir(previous)
 
 
 def load_pipeline(root: Path, targets: list[str] | None = None) -> dict[str, PipelineStage]:
