@@ -24,7 +24,7 @@ from stages.param_alloc.tasks import read_task
 GRID = [Allocation(embed_share=e, glu=g) for e in (0.25, 0.35, 0.45) for g in (2.0, 2.66, 3.0, 4.0)]
 
 
-@pytest.mark.parametrize("target,vocab,heads,slack", [(10_000_000, 16000, 4, 0.05), (120_000, 1500, 2, 0.1)])
+@pytest.mark.parametrize("target,vocab,heads,slack", [(10_000_000, 16000, 4, 0.05), (120_000, 1380, 1, 0.1)])
 def test_solver_hits_target_within_half_percent_across_grid(target, vocab, heads, slack):
     spec = ModelSpec(target_params=target, n_heads=heads, d_ff_slack=slack)
     for alloc in GRID:
@@ -33,12 +33,15 @@ def test_solver_hits_target_within_half_percent_across_grid(target, vocab, heads
         assert abs(total - target) / target <= 0.005, (alloc, shape, total)
         assert abs(shape.d_ff / shape.d_model - alloc.glu) <= slack * alloc.glu + 1 / shape.d_model
         assert shape.d_model % (2 * heads) == 0
+        if target == 10_000_000:  # at the studied size both axes are honoured closely
+            assert abs(vocab * shape.d_model / total - alloc.embed_share) / alloc.embed_share < 0.05
+            assert abs(shape.d_ff / shape.d_model - alloc.glu) / alloc.glu < 0.05
 
 
 @pytest.mark.parametrize("alloc", [GRID[0], GRID[6], GRID[-1]])
 def test_formula_equals_transformers_numel(alloc):
     """The closed form must equal sum(p.numel()) of the Llama that transformers builds."""
-    spec = ModelSpec(target_params=120_000, n_heads=2, d_ff_slack=0.1)
+    spec = ModelSpec(target_params=120_000, n_heads=1, d_ff_slack=0.1)
     shape = solve(alloc, spec, 1500)
     model, counts = build_checked(shape, 0, spec.target_params, spec.tolerance)
     assert counts["actual_params"] == numel(model) == counts["solved_params"]

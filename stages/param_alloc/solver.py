@@ -52,8 +52,8 @@ def solve(alloc: Allocation, spec: ModelSpec, vocab_size: int) -> Shape:
             if abs(total - target) / target > tol:
                 continue
             share = vocab_size * d / total
-            # primary: embedding share; secondary: GLU ratio fidelity
-            score = abs(share - alloc.embed_share) + 0.1 * abs(d_ff / d - alloc.glu) / alloc.glu
+            # both axes of the study matter equally: relative error in share and in GLU ratio
+            score = abs(share - alloc.embed_share) / alloc.embed_share + abs(d_ff / d - alloc.glu) / alloc.glu
             shape = Shape(vocab_size=vocab_size, d_model=d, n_layers=n_layers, n_heads=h, d_ff=d_ff,
                           max_seq_len=spec.max_seq_len, tie_embeddings=spec.tie_embeddings)
             if best is None or score < best[0]:
