@@ -47,6 +47,19 @@ def device(prefer: str = "auto") -> str:
     return "cpu"
 
 
+def set_threads(n: int | None) -> None:
+    """Fix torch's intra-op thread count from the stage config (None: torch's default).
+
+    Why from the config and not the environment: on CPU the thread count changes the order of
+    float reductions, so it is part of what makes a result reproducible; and for the tiny smoke
+    models thread hand-offs dominate (one thread measured many times faster on a busy 2-core box).
+    """
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def seed_everything(seed: int) -> None:
     """Seed every RNG a stage may touch; call once at the start of stage code."""
     import torch

@@ -45,6 +45,8 @@ class TrainConfig(StrictModel):
     checkpoint_every: int = Field(50, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: torch intra-op threads on CPU (None: torch's default); part of the config for determinism
+    threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _micro_divides(self) -> "TrainConfig":
@@ -198,6 +200,9 @@ def train_lm(
 
     from harness.runtime import device as pick_device
 
+    from harness.runtime import set_threads
+
+    set_threads(cfg.threads)
     device = pick_device(cfg.device)
     if stop_requested is None:
         from harness.runtime import stop_requested as _stop

@@ -55,6 +55,7 @@ class TrainSpec(StrictModel):
     checkpoint_every: int = Field(20, ge=1)
     precision: str = "auto"
     device: str = "auto"
+    threads: int | None = Field(None, ge=1)
 
 
 class Phase1Spec(StrictModel):
@@ -113,7 +114,7 @@ def _train_config(spec: ParamAllocSpec, tokens: int):
         steps=steps, batch_size=t.batch_size, micro_batch_size=t.micro_batch_size, seq_len=t.seq_len,
         lr=t.lr, warmup_steps=min(t.warmup_steps, steps), weight_decay=t.weight_decay, grad_clip=t.grad_clip,
         seed=spec.seed, eval_every=t.eval_every, eval_batches=t.eval_batches,
-        checkpoint_every=t.checkpoint_every, precision=t.precision, device=t.device,
+        checkpoint_every=t.checkpoint_every, precision=t.precision, device=t.device, threads=t.threads,
     )
 
 
@@ -206,8 +207,8 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
             name=f"{STUDY_NAME}-eval-{label}", kind="eval", func="stages.param_alloc.evaluate:run",
             config=EvalStageConfig(model_dir=out_dir, tokens_dir=tokens, eval=spec.eval,
                                    seq_len=spec.train.seq_len, batch_size=spec.train.batch_size,
-                                   metrics=eval_metrics, perf=perf),
-            reads=["eval", "train.seq_len", "train.batch_size"],
+                                   threads=spec.train.threads, metrics=eval_metrics, perf=perf),
+            reads=["eval", "train.seq_len", "train.batch_size", "train.threads"],
             deps=[out_dir, tokens] + sorted({t.path for t in spec.eval.tasks}),
             outs=[f"{W}/eval/{label}"], metrics=[eval_metrics],
             code_deps=["stages/param_alloc/model.py", "stages/param_alloc/tasks.py", "stages/param_alloc/perf.py"],
@@ -216,8 +217,9 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
     profile_out = f"{W}/profile/profile.json"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-profile", kind="eval", func="stages.param_alloc.profile:run",
-        config=ProfileConfig(shapes=f"{W}/shapes.json", eval=spec.eval, out=profile_out),
-        reads=["eval"], deps=[f"{W}/shapes.json"], outs=[f"{W}/profile"],
+        config=ProfileConfig(shapes=f"{W}/shapes.json", eval=spec.eval, threads=spec.train.threads,
+                             out=profile_out),
+        reads=["eval", "train.threads"], deps=[f"{W}/shapes.json"], outs=[f"{W}/profile"],
         code_deps=["stages/param_alloc/model.py", "stages/param_alloc/perf.py"], resources=res("eval")))
 
     report_dir = f"reports/{STUDY_NAME}"

@@ -29,13 +29,15 @@ def solve_shape(allocation: Allocation, model: ModelSpec, vocab: int) -> tuple[S
     return shape, describe(shape)
 
 
-def gated_model(allocation: Allocation, model: ModelSpec, tokens_dir: str, gate_report: str, seed: int):
+def gated_model(allocation: Allocation, model: ModelSpec, tokens_dir: str, gate_report: str, seed: int,
+                threads: int | None = None):
     """The opening of every training-type stage: gate passed, seeded, tokens loaded, shape solved,
     model built and its parameter count checked. Returns (model, tokens, shape, solved, counts)."""
-    from harness.runtime import seed_everything
+    from harness.runtime import seed_everything, set_threads
     from stages.param_alloc.model import build_checked
 
     require_gate(gate_report)
+    set_threads(threads)
     seed_everything(seed)
     tokens, vocab = load_tokens(tokens_dir)
     shape, solved = solve_shape(allocation, model, vocab)

@@ -156,6 +156,7 @@ class EvalStageConfig(StrictModel):
     eval: EvalSpec
     seq_len: int
     batch_size: int
+    threads: int | None = None
     metrics: str
     perf: str
 
@@ -184,4 +185,5 @@ class ProfileConfig(StrictModel):
 
     shapes: str
     eval: EvalSpec
+    threads: int | None = None
     out: str

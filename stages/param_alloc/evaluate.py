@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness.io import atomic_path, write_json
 from harness.runtime import device as pick_device
+from harness.runtime import set_threads
 from harness.trainer import TrainConfig, evaluate
 from stages.param_alloc.common import load_tokens
 from stages.param_alloc.configs import EvalStageConfig
@@ -21,6 +22,7 @@ def run(cfg: EvalStageConfig) -> None:
 
     from tokenizers import Tokenizer
 
+    set_threads(cfg.threads)
     model, shape = load_model(cfg.model_dir)
     tokens, vocab = load_tokens(cfg.tokens_dir)
     tokenizer = Tokenizer.from_file(str(Path(cfg.tokens_dir) / "tokenizer.json"))

@@ -23,7 +23,8 @@ def suggest_lr(curve: list[dict[str, float]]) -> float:
 
 
 def run(cfg: LrFindConfig) -> None:
-    model, tokens, *_ = gated_model(cfg.allocation, cfg.model, cfg.tokens_dir, cfg.gate_report, cfg.train.seed)
+    model, tokens, *_ = gated_model(cfg.allocation, cfg.model, cfg.tokens_dir, cfg.gate_report, cfg.train.seed,
+                                    cfg.train.threads)
     curve = lr_range_test(model, tokens["train"], cfg.train, cfg.lr_min, cfg.lr_max, cfg.steps)
     best = min(curve, key=lambda c: c["loss"])
     steepest = suggest_lr(curve)

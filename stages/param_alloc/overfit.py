@@ -17,7 +17,8 @@ class OverfitFailed(RuntimeError):
 
 
 def run(cfg: OverfitConfig) -> None:
-    model, tokens, *_ = gated_model(cfg.allocation, cfg.model, cfg.tokens_dir, cfg.gate_report, cfg.train.seed)
+    model, tokens, *_ = gated_model(cfg.allocation, cfg.model, cfg.tokens_dir, cfg.gate_report, cfg.train.seed,
+                                    cfg.train.threads)
     losses = overfit_one_batch(model, tokens["train"], cfg.train, cfg.steps)
     print(f"overfit: loss {losses[0]:.3f} -> {losses[-1]:.4f} in {cfg.steps} steps", flush=True)
     if losses[-1] > cfg.max_final_loss:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 from harness.io import atomic_path, write_json
 from harness.runtime import device as pick_device
+from harness.runtime import set_threads
 from stages.param_alloc.configs import ProfileConfig, Shape
 from stages.param_alloc.model import build_model
 from stages.param_alloc.perf import profile
 
 
 def run(cfg: ProfileConfig) -> None:
+    set_threads(cfg.threads)
     table = json.loads(Path(cfg.shapes).read_text())
     device = pick_device("auto")
     rows = []

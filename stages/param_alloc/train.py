@@ -31,7 +31,7 @@ def chosen_allocation(cfg: TrainStageConfig) -> Allocation:
 def run(cfg: TrainStageConfig) -> None:
     allocation = chosen_allocation(cfg)
     model, tokens, shape, solved, counts = gated_model(allocation, cfg.model, cfg.tokens_dir, cfg.gate_report,
-                                                       cfg.train.seed)
+                                                       cfg.train.seed, cfg.train.threads)
     print(f"{allocation.tag}: d_model={shape.d_model} layers={shape.n_layers} d_ff={shape.d_ff} "
           f"params={counts['actual_params']} (target {cfg.model.target_params})", flush=True)
     ckpt = checkpoint_dir(cfg)
