@@ -216,3 +216,21 @@ def test_ddp_two_processes_on_cpu_gloo_through_torchrun(slurm_cluster, tmp_path)
     for _ in range(25):
         w -= 0.1 * 2 / 64 * x.T @ (x @ w - y)
     np.testing.assert_allclose(out["weight"], w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("HARNESS_SLURM_SLOW") != "1",
+                    reason="real 1-minute time limit takes ~1.5 min; set HARNESS_SLURM_SLOW=1 to run it")
+def test_real_time_limit_requeues_until_done_with_the_same_metrics(slurm_cluster, tmp_path):  # noqa: F811
+    """No injected signal: SLURM's own --time=1 / --signal=B:USR1@45 drives checkpoint + requeue."""
+    stage, metrics = "slurm_selftest-train-0", "metrics/slurm_selftest/train-0.json"
+    spec = {**RESUME_SPEC, "train": {**RESUME_SPEC["train"], "steps": 100, "delay_s": 0.4},
+            "resources": {"train": {"cpus": 1, "mem_gb": 1, "time_min": 1, "signal_before_s": 45}}}
+    project = make_project(tmp_path / "p", spec)
+    proc = project.run(["harness", "run", stage], env={"HARNESS_RUNNER": "slurm"}, timeout=400)
+    assert "requeueing job" in proc.stdout and "resumed from checkpoint at step" in proc.stdout
+    assert any(e["event"] == "requeue" for e in events(project, stage))
+    interrupted = project.read(metrics)
+    (project.root / metrics).unlink()
+    project.run(["harness", "run", stage], env={"HARNESS_RUNNER": "local", "OMP_NUM_THREADS": "1"})
+    assert project.read(metrics) == interrupted
