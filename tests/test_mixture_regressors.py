@@ -128,7 +128,9 @@ def test_sweep_then_evaluate_selects_by_cv_and_writes_metrics(tmp_path, schema):
         assert set(metrics[split]["mlp"]["targets"]) == set(schema.target_names)
     for split in ("random", "step"):  # interpolation; "size" extrapolates 60M -> 1B and may fail
         assert metrics[split]["mlp"]["mean_r2"] > metrics[split]["mean"]["mean_r2"] + 0.5
-    assert metrics["step"]["mlp"]["rank_groups"] > 0  # late checkpoints of every mixture are comparable
+    step = metrics["step"]["mlp"]  # late checkpoints of every mixture at one size are comparable
+    assert step["rank_comparisons"] == 3 * 2 * 11  # 3 sizes x 2 held-out steps x 11 targets
+    assert step["rank_chance"] == pytest.approx(1 / 8) and step["rank_hit_rate"] > 1 / 8
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
     assert len(scores) == 3 * 3 * 11  # splits x (ridge, mlp, mean) x targets
     pred = pd.read_csv(tmp_path / "pred.csv")

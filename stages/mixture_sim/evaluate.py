@@ -66,13 +66,15 @@ def _clean(value: Any) -> Any:
 
 def summarise(scores, split: str, regressor: str) -> dict[str, Any]:
     part = scores[(scores.split == split) & (scores.regressor == regressor)]
-    groups = int(part.rank_groups.sum())
+    groups = int(part.rank_groups.sum())  # comparisons: comparable groups x targets
     return {
         "mean_r2": float(np.nanmean(part.r2)) if part.r2.notna().any() else math.nan,
         "mean_spearman": float(np.nanmean(part.spearman)) if part.spearman.notna().any() else math.nan,
         "mean_mae": float(part.mae.mean()),
         "rank_hit_rate": float(part.rank_hits.sum() / groups) if groups else math.nan,
-        "rank_groups": groups,
+        "rank_chance": (float(np.average(part.rank_chance[part.rank_groups > 0],
+                                         weights=part.rank_groups[part.rank_groups > 0])) if groups else math.nan),
+        "rank_comparisons": groups,
         "targets": {r.target: {"r2": r.r2, "mae": r.mae, "spearman": r.spearman, "rank_hit_rate": r.rank_hit_rate}
                     for r in part.itertuples()},
     }

@@ -21,6 +21,8 @@ BASELINE = "mean"
 def _fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 10:
+        return f"{int(value):,}"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -35,7 +37,8 @@ def headline_rows(metrics: dict, splits_info: dict, selection: dict) -> list[lis
     for split, info in metrics.items():
         sel = info["selected"]
         m = info[sel]
-        hits = f"{_fmt(m['rank_hit_rate'])} ({m['rank_groups']} groups)"
+        hits = (f"{_fmt(m['rank_hit_rate'])} (chance {_fmt(m['rank_chance'])}, {m['rank_comparisons']} picks)"
+                if m["rank_comparisons"] else "n/a")
         rows.append([split, splits_info[split]["train_rows"], splits_info[split]["test_rows"], sel,
                      selection[split]["regressors"][sel]["cv_r2"], m["mean_r2"], m["mean_spearman"], m["mean_mae"],
                      hits, info[BASELINE]["mean_r2"]])
@@ -89,8 +92,10 @@ def run(cfg: ReportStageConfig) -> None:
             "",
             "The simulator of a split is the regressor (at its best grid point) with the highest grouped "
             "cross-validation R² on that split's training side; test rows are used only for the scores below. "
-            "Means are over targets. *Mixture pick* is the fraction of comparable test groups (same size, shape "
-            "and step, at least two mixtures) in which the simulator's favourite mixture is truly the best.",
+            "Means are over targets. *Mixture pick*: test rows sharing size, shape and step but trained on "
+            "different mixtures form a comparable group; per group and target, does the simulator's favourite "
+            "mixture turn out truly best? Shown: the hit rate over all (group, target) picks, and the hit rate "
+            "of a random pick. The random split holds out whole runs, so it may have no comparable group.",
             "",
             _md_table(["split", "train rows", "test rows", "simulator", "CV R²", "test R²", "Spearman", "MAE",
                        "mixture pick", "mean-predictor R²"], headline_rows(metrics, splits_info, selection)),
