@@ -1,0 +1,79 @@
+"""specs/mixture_sim.yaml: validation with positions, and what the plan makes of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.spec import SpecError, load_params, load_spec
+from harness.study import discover_studies
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = REPO / "specs" / "mixture_sim.yaml"
+
+
+def _load(text: str | None = None, profile: str = "smoke", tmp_path: Path | None = None):
+    params = load_params(REPO / "params.yaml")
+    params["profile"] = profile
+    path = SPEC
+    if text is not None:
+        path = tmp_path / "mixture_sim.yaml"
+        path.write_text(text)
+    return load_spec(path, params, discover_studies())
+
+
+def _broken(tmp_path: Path, old: str, new: str) -> str:
+    text = SPEC.read_text()
+    assert old in text, old
+    with pytest.raises(SpecError) as info:
+        _load(text.replace(old, new, 1), tmp_path=tmp_path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "full"])
+def test_both_profiles_plan_a_consistent_dag(profile):
+    loaded = _load(profile=profile)
+    spec, stages = loaded.spec, loaded.plan()
+    names = [s.name for s in stages]
+    runs = [s for s in stages if s.kind == "train"]
+    assert len(runs) == spec.source.mixtures.count * len(spec.source.models)
+    assert names[len(runs):len(runs) + 2] == ["mixture_sim-table", "mixture_sim-splits"]
+    assert names[-2:] == ["mixture_sim-evaluate", "mixture_sim-report"]
+    n_points = sum(len(r.grid.points()) for r in spec.regressors)
+    assert sum(1 for s in stages if s.kind == "fit") == n_points
+    for stage in runs:
+        assert abs(sum(stage.config.proportions.values()) - 1.0) < 1e-9
+        assert stage.deps == ["data/mixture_domains"]
+        assert stage.config.train.seed == spec.seed
+    table = stages[len(runs)]
+    assert table.deps == [s.config.out for s in runs]
+    assert loaded.knobs_under(runs[0].reads) == {"seed", "mixture_corpora"}
+    assert loaded.knobs_under(table.reads) == set()  # table building reads no knob
+
+
+def test_adding_a_grid_value_keeps_existing_sweep_stage_names(tmp_path):
+    before = {s.name for s in _load().plan() if s.kind == "fit"}
+    text = SPEC.read_text().replace("grid: {alpha: [0.1, 10.0]}", "grid: {alpha: [0.1, 10.0, 100.0]}")
+    after = {s.name for s in _load(text, tmp_path=tmp_path).plan() if s.kind == "fit"}
+    assert before < after and len(after - before) == 1
+
+
+def test_measures_must_cover_the_targets(tmp_path):
+    message = _broken(tmp_path, "    eval/downstream/arc_easy_acc: {kind: choice_accuracy",
+                      "    eval/downstream/arc_easy: {kind: choice_accuracy")
+    assert "mixture_sim.yaml:" in message
+    assert "missing ['eval/downstream/arc_easy_acc']" in message and "not targets ['eval/downstream/arc_easy']" in message
+
+
+def test_unknown_log_feature_and_bad_split_kind_are_named(tmp_path):
+    assert "features.log names unknown feature columns ['steps']" in _broken(
+        tmp_path, "log: [model_size, step]", "log: [model_size, steps]")
+    message = _broken(tmp_path, "{kind: step_above, name: step, threshold: 60}",
+                      "{kind: step_after, name: step, threshold: 60}")
+    assert "splits.2" in message and "step_after" in message
+
+
+def test_typo_in_a_regressor_grid_is_rejected_with_position(tmp_path):
+    message = _broken(tmp_path, "grid: {alpha: [0.1, 10.0]}", "grid: {alpah: [0.1, 10.0]}")
+    assert "alpah" in message and "unknown field" in message
