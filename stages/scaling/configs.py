@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, model_validator
 
 from harness.study import StrictModel
+from stages.scaling.models import ModelSpec  # pydantic only at import time: no torch
 
 Positive = Annotated[float, Field(gt=0)]
 
@@ -212,3 +213,70 @@ class SyntheticSpec(StrictModel):
 class SyntheticConfig(StrictModel):
     spec: SyntheticSpec
     out: str
+
+
+# -- width sweeps ----------------------------------------------------------------------------
+
+
+class CorpusConfig(StrictModel):
+    train: str
+    dev: str
+    #: a split shorter than this cannot fill one training window
+    min_tokens: int = Field(1024, ge=2)
+    out_dir: str
+
+
+class SweepTrainSpec(StrictModel):
+    """Training of every run of a sweep (the shared trainer's knobs)."""
+
+    steps: int = Field(..., ge=1)
+    #: the effective batch (sequences per optimizer step); micro-batches are chosen by memory
+    batch_size: int = Field(..., ge=1)
+    seq_len: int = Field(..., ge=2)
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(0, ge=0)
+    eval_batches: int = Field(4, ge=1)
+    checkpoint_every: int = Field(50, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class BatchingSpec(StrictModel):
+    """Memory budget a micro-batch must fit (on CPU: the measured bytes of a training step)."""
+
+    memory_budget_mb: float = Field(..., gt=0)
+
+
+class SweepConfig(StrictModel):
+    name: str
+    parametrization: Literal["sp", "mup"]
+    model: ModelSpec
+    widths: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=1)
+    lrs: list[Positive] = Field(..., min_length=1)
+    train: SweepTrainSpec
+    batching: BatchingSpec
+    seed: int = 0
+    corpus_dir: str
+    out_dir: str
+    metrics: str
+
+
+class CoordConfig(StrictModel):
+    """μP coordinate check: activation sizes per module over the first steps, across widths."""
+
+    name: str
+    model: ModelSpec
+    widths: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=3)
+    steps: int = Field(4, ge=1)
+    lr: Positive = 1e-2
+    batch_size: int = Field(8, ge=1)
+    seq_len: int = Field(32, ge=2)
+    seeds: int = Field(1, ge=1)
+    #: μP passes when every module's |slope| of log2 size vs log2 width is at most this
+    flat_tolerance: float = Field(0.3, gt=0)
+    corpus_dir: str
+    out_dir: str
+    metrics: str

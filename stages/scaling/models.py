@@ -1,0 +1,263 @@
+"""Width-scalable language models (Transformer, LSTM) in standard parametrisation or μP.
+
+Why own small torch modules rather than a transformers Llama: μP changes three things a stock
+model hard-codes — the readout (``mup.MuReadout``: output ÷ width multiplier), the attention
+scale (1/d_head instead of 1/√d_head) and the zero initialisation of queries and readout — and
+the activation must be switchable (GELU/ReLU MLPs and the gated SwiGLU). Everything μP-specific
+comes from the ``mup`` package: ``set_base_shapes`` records which dimensions grow with width,
+``MuReadout``/``MuSharedReadout`` and ``MuAdamW`` (per-tensor LR scaling) do the rest.
+
+SP vs μP here differ only in those mup pieces; the initialisation of hidden matrices is
+N(0, 1/fan_in) in both (already μP-correct for matrices whose fan-in grows), embeddings are
+N(0, ``embed_std``²) in both (μP input weights: constant in width).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal, Union
+
+from pydantic import Field
+
+from harness.study import StrictModel
+
+Parametrization = Literal["sp", "mup"]
+
+
+class TransformerSpec(StrictModel):
+    """Pre-norm decoder-only Transformer; heads fixed, so d_head grows with width (μP's case)."""
+
+    kind: Literal["transformer"] = "transformer"
+    depth: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    activation: Literal["gelu", "relu", "swiglu"] = "gelu"
+    #: MLP hidden size / width (for SwiGLU the hidden size is 2/3 of this, as in Llama)
+    mlp_ratio: float = Field(4.0, gt=0)
+    tie: bool = False
+    vocab_size: int = Field(256, ge=2)
+    max_seq_len: int = Field(256, ge=2)
+    embed_std: float = Field(0.1, gt=0)
+    #: μP base width: the width at which μP and SP coincide
+    base_width: int = Field(16, ge=1)
+    #: μP only: start the (untied) readout at zero (mup README); slow to get going in short runs
+    readout_zero_init: bool = False
+    #: μP only: start the query projections at zero, so attention starts uniform
+    query_zero_init: bool = True
+
+
+class LSTMSpec(StrictModel):
+    """Embedding -> stacked LSTM -> readout."""
+
+    kind: Literal["lstm"] = "lstm"
+    layers: int = Field(1, ge=1)
+    tie: bool = False
+    vocab_size: int = Field(256, ge=2)
+    embed_std: float = Field(0.1, gt=0)
+    base_width: int = Field(16, ge=1)
+    readout_zero_init: bool = False
+
+
+ModelSpec = Annotated[Union[TransformerSpec, LSTMSpec], Field(discriminator="kind")]
+
+
+def _torch():
+    import torch
+    from torch import nn
+
+    return torch, nn
+
+
+def _build_transformer(spec: TransformerSpec, width: int, mup: bool):
+    torch, nn = _torch()
+    import torch.nn.functional as F
+    from mup import MuReadout, MuSharedReadout
+
+    if width % spec.heads:
+        raise ValueError(f"width {width} is not a multiple of heads={spec.heads}")
+    hidden = round(spec.mlp_ratio * width * (2 / 3 if spec.activation == "swiglu" else 1))
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Linear(width, width, bias=False)
+            self.k = nn.Linear(width, width, bias=False)
+            self.v = nn.Linear(width, width, bias=False)
+            self.o = nn.Linear(width, width, bias=False)
+            head_dim = width // spec.heads
+            # μP: attention logits scale as 1/d_head (q·k grows like d_head once q, k correlate)
+            self.scale = 1.0 / head_dim if mup else 1.0 / math.sqrt(head_dim)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = (proj(x).view(b, t, spec.heads, -1).transpose(1, 2) for proj in (self.q, self.k, self.v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+            return self.o(y.transpose(1, 2).reshape(b, t, width))
+
+    class MLP(nn.Module):
+        def __init__(self):
+            super().__init__()
+            gated = spec.activation == "swiglu"
+            self.up = nn.Linear(width, hidden * (2 if gated else 1), bias=False)
+            self.down = nn.Linear(hidden, width, bias=False)
+
+        def forward(self, x):
+            h = self.up(x)
+            if spec.activation == "swiglu":
+                a, g = h.chunk(2, dim=-1)
+                h = F.silu(a) * g
+            else:
+                h = F.gelu(h) if spec.activation == "gelu" else F.relu(h)
+            return self.down(h)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.attn = nn.LayerNorm(width), Attention()
+            self.ln2, self.mlp = nn.LayerNorm(width), MLP()
+
+        def forward(self, x):
+            x = x + self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+
+    class TransformerLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(spec.vocab_size, width)
+            self.pos = nn.Embedding(spec.max_seq_len, width)
+            self.blocks = nn.ModuleList(Block() for _ in range(spec.depth))
+            self.ln_f = nn.LayerNorm(width)
+            self.readout = _readout(nn, MuReadout, MuSharedReadout, self.tok, width, spec, mup)
+
+        def forward(self, input_ids):
+            pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+            x = self.tok(input_ids) + self.pos(pos)[None]
+            for block in self.blocks:
+                x = block(x)
+            return self.readout(self.ln_f(x))
+
+    return TransformerLM()
+
+
+def _readout(nn, MuReadout, MuSharedReadout, embedding, width: int, spec, mup: bool):
+    if mup:
+        if spec.tie:
+            return MuSharedReadout(embedding.weight, bias=False)
+        return MuReadout(width, spec.vocab_size, bias=False, readout_zero_init=spec.readout_zero_init)
+    readout = nn.Linear(width, spec.vocab_size, bias=False)
+    if spec.tie:
+        readout.weight = embedding.weight
+    return readout
+
+
+def _build_lstm(spec: LSTMSpec, width: int, mup: bool):
+    torch, nn = _torch()
+    from mup import MuReadout, MuSharedReadout
+
+    class LSTMLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(spec.vocab_size, width)
+            self.lstm = nn.LSTM(width, width, num_layers=spec.layers, batch_first=True)
+            self.readout = _readout(nn, MuReadout, MuSharedReadout, self.tok, width, spec, mup)
+
+        def forward(self, input_ids):
+            out, _ = self.lstm(self.tok(input_ids))
+            return self.readout(out)
+
+    return LSTMLM()
+
+
+def _raw(spec, width: int, mup: bool):
+    return _build_transformer(spec, width, mup) if spec.kind == "transformer" else _build_lstm(spec, width, mup)
+
+
+def init_weights(model, spec, mup: bool) -> None:
+    """Explicit initialisation, identical in SP and μP except the μP readout and zero inits.
+
+    Matrices N(0, 1/fan_in); embeddings N(0, embed_std²) (a tied readout keeps them); LSTM
+    biases 0; LayerNorm (1, 0). μP: an untied ``MuReadout`` is rescaled by mup itself
+    (``_rescale_parameters``: ×√width_mult, then ÷width_mult in forward, i.e. the 1/width
+    output init of μP) or zeroed (``readout_zero_init``); queries optionally start at zero.
+    """
+    torch, nn = _torch()
+    from mup import MuReadout, MuSharedReadout
+
+    done: set[int] = set()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                module.weight.normal_(0.0, spec.embed_std)
+                done.add(id(module.weight))
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
+            elif isinstance(module, nn.Linear) and id(module.weight) not in done:
+                module.weight.normal_(0.0, module.weight.shape[1] ** -0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.LSTM):
+                for name, p in module.named_parameters():
+                    if name.startswith("weight"):
+                        p.normal_(0.0, p.shape[1] ** -0.5)
+                    else:
+                        p.zero_()
+        if mup:
+            for module in model.modules():
+                if isinstance(module, MuSharedReadout):
+                    continue  # tied: the embedding's N(0, embed_std²) is already width-independent
+                if isinstance(module, MuReadout):
+                    if module.readout_zero_init:
+                        module.weight.zero_()
+                    else:
+                        module._rescale_parameters()
+            if spec.kind == "transformer" and spec.query_zero_init:
+                for block in model.blocks:
+                    block.attn.q.weight.zero_()
+
+
+def build_model(spec, width: int, parametrization: Parametrization, seed: int = 0):
+    """A model at ``width``; under μP with base shapes set against ``spec.base_width``."""
+    torch, _ = _torch()
+    mup = parametrization == "mup"
+    torch.manual_seed(seed)
+    model = _raw(spec, width, mup)
+    if mup:
+        from mup import set_base_shapes
+
+        base = _raw(spec, spec.base_width, True)
+        delta = _raw(spec, spec.base_width * 2, True)
+        # rescale_params=False: init_weights below sets every tensor explicitly
+        set_base_shapes(model, base, delta=delta, rescale_params=False)
+    torch.manual_seed(seed)
+    init_weights(model, spec, mup)
+    return model
+
+
+def optimizer_factory(parametrization: Parametrization):
+    """AdamW for SP (the trainer's default groups); mup's MuAdamW for μP, same groups."""
+    if parametrization == "sp":
+        return None
+
+    def make(model, cfg):
+        from mup import MuAdamW
+
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return MuAdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+    return make
+
+
+def parameter_counts(model) -> dict[str, int]:
+    """Total parameters (a tied matrix once) and non-embedding ones (Kaplan et al. 2020:
+    without the token and position embeddings and the vocabulary readout)."""
+    total = sum(p.numel() for p in model.parameters())
+    seen, embedding = set(), 0
+    for name, module in model.named_modules():
+        if name in ("tok", "pos", "readout"):
+            for p in module.parameters(recurse=False):
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    embedding += p.numel()
+    return {"N": total, "N_no_emb": total - embedding}

@@ -1,0 +1,178 @@
+"""Stage ``scaling-sweep-<name>-<sp|mup>``: an LR sweep at every width, one parametrisation.
+
+Each (width, lr) run trains the same architecture with the shared trainer from the same seed
+(same initial draw per width, same batches), with the micro-batch chosen per width by
+:mod:`stages.scaling.batching` and gradients accumulated to the target batch. A run whose loss
+blows up is recorded as diverged (its loss is +inf), not dropped: "this LR diverges at this
+width" is part of the result.
+
+Outputs (``out_dir``): ``runs.csv``, every evaluated checkpoint of every run in the common
+(run, N, N_no_emb, D, loss) layout (D = tokens the trainer actually consumed), ready for the
+scaling-law fits; ``results.csv``, one row per run (final dev loss); ``batching.json``. The
+metrics give the optimal LR per width and its shift across widths (log2 units).
+
+Resume: finished runs are kept in the stage's checkpoint folder, and the run in progress
+resumes from the trainer's own checkpoint, so a killed stage continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.io import atomic_path, write_json
+from harness.runtime import checkpoint_dir, seed_everything
+from stages.scaling.configs import SweepConfig
+
+
+def run_id(cfg: SweepConfig, width: int, lr: float) -> str:
+    return f"{cfg.name}-{cfg.parametrization}-w{width}-lr{lr:.3g}"
+
+
+def optimal_lr(lrs: list[float], losses: list[float]) -> dict[str, float]:
+    """Grid argmin of the final loss, refined by a parabola in log2(lr) through it and its neighbours.
+
+    The refinement is used only when the argmin is interior and both neighbours trained
+    (finite loss); otherwise the grid value stands.
+    """
+    order = np.argsort(lrs)
+    x = np.log2(np.asarray(lrs, float)[order])
+    y = np.asarray(losses, float)[order]
+    if not np.isfinite(y).any():
+        return {"lr": float("nan"), "lr_refined": float("nan"), "loss": float("nan")}
+    i = int(np.nanargmin(np.where(np.isfinite(y), y, np.nan)))
+    refined = x[i]
+    if 0 < i < len(x) - 1 and np.isfinite(y[i - 1 : i + 2]).all():
+        p2, p1, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
+        if p2 > 0:
+            refined = float(np.clip(-p1 / (2 * p2), x[i - 1], x[i + 1]))
+    return {"lr": float(2 ** x[i]), "lr_refined": float(2**refined), "loss": float(y[i])}
+
+
+def lr_shift(widths: list[int], best: list[dict]) -> dict[str, float]:
+    """How the optimal LR moves with width: log2 ratio end-to-end and the log-log slope."""
+    w = np.log2(np.asarray(widths, float))
+    lr = np.log2([b["lr_refined"] for b in best])
+    ok = np.isfinite(lr)
+    out = {"shift_log2": float("nan"), "slope_log2_per_doubling": float("nan")}
+    if ok.sum() >= 2:
+        out["shift_log2"] = float(lr[ok][-1] - lr[ok][0])
+        out["slope_log2_per_doubling"] = float(np.polyfit(w[ok], lr[ok], 1)[0])
+    return out
+
+
+def _train_one(cfg: SweepConfig, width: int, lr: float, micro: int, train_ids, dev_ids, ckpt: Path) -> tuple[dict, list]:
+    from harness.trainer import TrainConfig, clear_checkpoint, train_lm
+    from stages.scaling.models import build_model, optimizer_factory, parameter_counts
+
+    t = cfg.train
+    tcfg = TrainConfig(steps=t.steps, batch_size=t.batch_size, micro_batch_size=micro, seq_len=t.seq_len, lr=lr,
+                       min_lr_ratio=t.min_lr_ratio, warmup_steps=min(t.warmup_steps, t.steps),
+                       weight_decay=t.weight_decay, grad_clip=t.grad_clip, seed=cfg.seed, eval_every=t.eval_every,
+                       eval_batches=t.eval_batches, checkpoint_every=t.checkpoint_every, precision=t.precision,
+                       device=t.device)
+    model = build_model(cfg.model, width, cfg.parametrization, seed=cfg.seed)
+    counts = parameter_counts(model)
+    name = run_id(cfg, width, lr)
+    row = {"run": name, "width": width, "lr": lr, **counts, "micro_batch": micro,
+           "grad_accum": tcfg.grad_accum, "tokens_per_step": t.batch_size * t.seq_len}
+    run_ckpt = ckpt / name
+    try:
+        result = train_lm(model, train_ids, dev_ids, tcfg, ckpt_dir=run_ckpt,
+                          optimizer_factory=optimizer_factory(cfg.parametrization),
+                          log=lambda msg: print(f"[{name}] {msg}", flush=True))
+    except FloatingPointError as exc:
+        print(f"[{name}] diverged: {exc}", flush=True)
+        clear_checkpoint(run_ckpt)
+        return row | {"dev_loss": math.inf, "train_loss": math.inf, "tokens": 0, "diverged": True}, []
+    clear_checkpoint(run_ckpt)
+    curve = [(h["step"], h["tokens"], h["dev_loss"]) for h in result.history if "dev_loss" in h]
+    curve.append((result.steps, result.tokens_seen, result.dev_loss))
+    points = [{"run": name, "width": width, "lr": lr, "N": counts["N"], "N_no_emb": counts["N_no_emb"],
+               "step": s, "D": tok, "loss": loss} for s, tok, loss in curve if math.isfinite(loss)]
+    diverged = not math.isfinite(result.dev_loss)
+    return row | {"dev_loss": result.dev_loss if not diverged else math.inf, "train_loss": result.train_loss,
+                  "tokens": result.tokens_seen, "diverged": diverged}, points
+
+
+def batch_plans(cfg: SweepConfig) -> dict[int, dict]:
+    import torch
+
+    from harness.runtime import device as pick_device
+    from stages.scaling.batching import plan_for_model
+    from stages.scaling.models import build_model
+
+    device = pick_device(cfg.train.device)
+    plans = {}
+    for width in cfg.widths:
+        plan = plan_for_model(lambda: build_model(cfg.model, width, cfg.parametrization, seed=cfg.seed),
+                              lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3), cfg.train.batch_size,
+                              cfg.train.seq_len, cfg.model.vocab_size, cfg.batching.memory_budget_mb, device)
+        plans[width] = plan.record(cfg.train.seq_len)
+        print(f"width {width}: micro-batch {plan.micro_batch} x {plan.grad_accum} accumulation steps "
+              f"(budget {cfg.batching.memory_budget_mb} MiB)", flush=True)
+    return plans
+
+
+def run(cfg: SweepConfig) -> None:
+    from stages.scaling.corpus import load_split
+
+    seed_everything(cfg.seed)
+    train_ids, dev_ids = load_split(cfg.corpus_dir, "train"), load_split(cfg.corpus_dir, "dev")
+    ckpt = checkpoint_dir(cfg)
+    state_file = ckpt / "done.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {"rows": [], "points": [], "plans": None}
+    if state["plans"] is None:
+        state["plans"] = {str(w): p for w, p in batch_plans(cfg).items()}
+    done = {r["run"] for r in state["rows"]}
+    for width in cfg.widths:
+        micro = state["plans"][str(width)]["micro_batch"]
+        for lr in cfg.lrs:
+            if run_id(cfg, width, lr) in done:
+                continue
+            row, points = _train_one(cfg, width, lr, micro, train_ids, dev_ids, ckpt)
+            state["rows"].append(row)
+            state["points"].extend(points)
+            tmp = state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state))
+            tmp.replace(state_file)
+            print(f"width {width} lr {lr:.3g}: dev loss {row['dev_loss']:.4f}", flush=True)
+    write_outputs(cfg, state)
+    import shutil
+
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def summarize_sweep(cfg: SweepConfig, results: pd.DataFrame, plans: dict) -> dict:
+    per_width, best = {}, []
+    for width in cfg.widths:
+        sub = results[results["width"] == width].sort_values("lr")
+        opt = optimal_lr(sub["lr"].tolist(), sub["dev_loss"].tolist())
+        best.append(opt)
+        first = sub.iloc[0]
+        per_width[str(width)] = {**opt, "N": int(first["N"]), "N_no_emb": int(first["N_no_emb"]),
+                                 "diverged": int(sub["diverged"].sum()),
+                                 **{k: plans[str(width)][k] for k in ("micro_batch", "grad_accum", "tokens_per_step")}}
+    return {"sweep": cfg.name, "parametrization": cfg.parametrization, "widths": per_width,
+            "tokens_per_run": int(cfg.train.steps * cfg.train.batch_size * cfg.train.seq_len),
+            **lr_shift(cfg.widths, best)}
+
+
+def write_outputs(cfg: SweepConfig, state: dict) -> None:
+    results = pd.DataFrame(state["rows"]).sort_values(["width", "lr"]).reset_index(drop=True)
+    points = pd.DataFrame(state["points"], columns=["run", "width", "lr", "N", "N_no_emb", "step", "D", "loss"])
+    points = points.sort_values(["width", "lr", "step"]).reset_index(drop=True)
+    with atomic_path(cfg.out_dir) as tmp:
+        tmp.mkdir()
+        results.to_csv(tmp / "results.csv", index=False, float_format="%.10g", lineterminator="\n")
+        points.to_csv(tmp / "runs.csv", index=False, float_format="%.10g", lineterminator="\n")
+        (tmp / "batching.json").write_text(json.dumps(state["plans"], indent=2, sort_keys=True) + "\n")
+    metrics = summarize_sweep(cfg, results, state["plans"])
+    write_json(cfg.metrics, metrics)
+    print(f"sweep {cfg.name}/{cfg.parametrization}: optimal lr per width "
+          + ", ".join(f"{w}: {v['lr_refined']:.3g}" for w, v in metrics["widths"].items())
+          + f"; shift {metrics['shift_log2']:+.2f} log2", flush=True)
