@@ -99,18 +99,9 @@ def execute_local(root: Path, name: str) -> int:
 
 def selected_runner(args) -> str:
     """Runner from --runner, $HARNESS_RUNNER or the untracked .harness/config.yaml; never params."""
-    if getattr(args, "runner", None):
-        return args.runner
-    if os.environ.get("HARNESS_RUNNER"):
-        return os.environ["HARNESS_RUNNER"]
-    config = _root(args) / ".harness" / "config.yaml"
-    if config.exists():
-        import yaml
+    from harness.runners import selected_runner as resolve
 
-        data = yaml.safe_load(config.read_text()) or {}
-        if data.get("runner"):
-            return str(data["runner"])
-    return "local"
+    return resolve(_root(args), getattr(args, "runner", None))
 
 
 def cmd_run(args) -> int:
