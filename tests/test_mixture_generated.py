@@ -113,7 +113,7 @@ def _run_config(corpora: Path, tmp: Path, run_id: str, props: list[float], shape
         corpora={d: str(corpora / v) for d, v in DOMAINS.items()}, model=shape,
         train=TrainConfig(steps=24, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=4, checkpoint_every=5,
                           device="cpu"),
-        train_tokens=20_000, eval_steps=[8, 16, 24], eval_tokens=512, task_items=8, measures=measures,
+        threads=1, train_tokens=20_000, eval_steps=[8, 16, 24], eval_tokens=512, task_items=8, measures=measures,
         table=schema, out=str(tmp / f"{run_id}.parquet"))
 
 
@@ -130,6 +130,9 @@ def test_generated_runs_make_a_table_that_passes_its_own_gate(corpora, tmp_path,
         cfg = _run_config(corpora, tmp_path, run_id, props, shape)
         train_stage(cfg)
         files.append(cfg.out)
+    rerun = _run_config(corpora, tmp_path / "again", "m0-tiny", runs[0][1], TINY)
+    train_stage(rerun)  # a fresh second run gives bit-identical rows (seeds come from the config only)
+    assert Path(rerun.out).read_bytes() == Path(files[0]).read_bytes()
     rows = read_parquet(files[0])
     assert list(rows["step"]) == [8, 16, 24] and (rows["model_size"] == rows["model_size"].iloc[0]).all()
     assert rows["train/CrossEntropyLoss"].iloc[-1] < rows["train/CrossEntropyLoss"].iloc[0] < np.log(256)

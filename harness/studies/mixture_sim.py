@@ -103,6 +103,7 @@ def _run_stages(spec: MixtureSimSpec, src: GeneratedSource) -> tuple[list[StageD
                 name=f"{STUDY_NAME}-run-{run_id}", kind="train", func="stages.mixture_sim.train:run",
                 config=RunStageConfig(
                     run_id=run_id, proportions=mixture, corpora=src.corpora, model=shape, train=train,
+                    threads=src.train.threads,
                     train_tokens=src.train_tokens, eval_steps=src.eval_steps, eval_tokens=src.eval_tokens,
                     task_items=src.task_items, measures=src.measures, table=spec.table, out=out),
                 reads=["seed", "table", "source"], deps=_data_deps(src), outs=[out], code_deps=code,

@@ -138,6 +138,8 @@ class LMTrain(StrictModel):
     checkpoint_every: int = Field(50, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: torch CPU threads for the run (0: torch's default); tiny models are fastest on 1
+    threads: int = Field(0, ge=0)
 
 
 class MixtureSampling(StrictModel):
@@ -312,6 +314,7 @@ class RunStageConfig(StrictModel):
     corpora: dict[str, str]
     model: LMShape
     train: TrainConfig
+    threads: int = 0
     train_tokens: int
     eval_steps: list[int]
     eval_tokens: int

@@ -8,25 +8,10 @@ identical folds with identical preprocessing. Full-batch Adam: simulator tables 
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: for networks this small, thread hand-offs cost more than the maths
-    (measured: 0.35 s vs 3.6-40 s per fit with 2 threads on a busy 2-core machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from stages.mixture_sim.threads import torch_threads
 
 
 class TorchMLPRegressor(RegressorMixin, BaseEstimator):
@@ -65,7 +50,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         xt, yt = torch.from_numpy(X), torch.from_numpy(y2)
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.epochs)
-        with single_thread():
+        with torch_threads(1):
             for _ in range(self.epochs):
                 opt.zero_grad(set_to_none=True)
                 loss = torch.nn.functional.mse_loss(net(xt), yt)
@@ -79,6 +64,6 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         import torch
 
-        with torch.no_grad(), single_thread():
+        with torch.no_grad(), torch_threads(1):
             out = self.net_(torch.from_numpy(np.asarray(X, dtype=np.float64))).numpy()
         return out[:, 0] if self._one_d else out

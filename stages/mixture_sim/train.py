@@ -19,6 +19,7 @@ from stages.mixture_sim.configs import ChoiceAccuracy, EvalLoss, RunStageConfig,
 from stages.mixture_sim.lm import build_model, mixed_stream, n_params, read_tasks, text_ids
 from stages.mixture_sim.measure import choice_accuracy, window_loss
 from stages.mixture_sim.tableio import write_parquet
+from stages.mixture_sim.threads import torch_threads
 
 ROWS_FILE = "rows.json"
 
@@ -85,11 +86,19 @@ def table_rows(cfg: RunStageConfig, size: int, rows: dict[int, dict[str, float]]
 
 
 def run(cfg: RunStageConfig, log: Callable[[str], None] = print) -> None:
+    with torch_threads(cfg.threads):
+        _run(cfg, log)
+
+
+def _run(cfg: RunStageConfig, log: Callable[[str], None]) -> None:
     import pandas as pd
 
     from harness.trainer import clear_checkpoint, train_lm
 
-    runtime.seed_everything(cfg.train.seed)
+    # seeding: build_model seeds the init and the trainer seeds itself; batches are a pure function of
+    # (seed, step). runtime.seed_everything is not called: its use_deterministic_algorithms() imports
+    # torch._inductor (1.5 s per stage, x every run of the grid) and CPU kernels here are deterministic
+    # anyway (tests/test_mixture_generated.py checks bitwise-identical reruns).
     train_ids = mixed_stream(cfg.corpora, cfg.proportions, cfg.train_tokens)
     model = build_model(cfg.model, cfg.train.seed)
     size = n_params(model)
