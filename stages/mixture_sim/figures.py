@@ -14,23 +14,26 @@ def _short(target: str) -> str:
 
 
 def r2_heatmaps(scores, regressors: list[str], targets: list[str], target: Path) -> Path:
-    """One panel per regressor: rows = splits, columns = targets, colour = test R² (clipped at -1)."""
+    """One panel per regressor: rows = targets, columns = splits, colour = test R² (clipped at -1)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, axes = plt.subplots(len(regressors), 1, figsize=(1.0 * len(targets) + 3, 1.6 * len(regressors) + 1.5),
-                             squeeze=False)
-    for ax, reg in zip(axes[:, 0], regressors):
-        part = scores[scores.regressor == reg].pivot(index="split", columns="target", values="r2")
-        part = part.reindex(columns=targets).rename(columns=_short)
-        sns.heatmap(part.clip(lower=-1.0), ax=ax, vmin=-1.0, vmax=1.0, cmap="RdBu", annot=True, fmt=".2f",
-                    cbar=False, annot_kws={"fontsize": 7})
-        ax.set_title(f"{reg}: test R²", fontsize=9)
-        ax.set_xlabel("")
-        ax.tick_params(labelsize=7)
+    splits = list(dict.fromkeys(scores.split))
+    fig, axes = plt.subplots(1, len(regressors), figsize=(0.75 * len(splits) * len(regressors) + 2.5,
+                                                           0.32 * len(targets) + 1.4), squeeze=False, sharey=True)
+    for i, (ax, reg) in enumerate(zip(axes[0], regressors)):
+        part = scores[scores.regressor == reg].pivot(index="target", columns="split", values="r2")
+        part = part.reindex(index=targets, columns=splits).rename(index=_short)
+        sns.heatmap(part.clip(lower=-1.0), ax=ax, vmin=-1.0, vmax=1.0, cmap="RdBu", annot=part.to_numpy(), fmt=".2f",
+                    cbar=False, annot_kws={"fontsize": 6})
+        ax.set_title(reg, fontsize=8)
+        ax.set_xlabel("split", fontsize=7)
+        ax.set_ylabel("" if i else "target", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle("test R² per split and target (colour clipped at -1, numbers not)", fontsize=9)
     fig.tight_layout()
     save_figure(target, fig)
     plt.close(fig)
