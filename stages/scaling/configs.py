@@ -280,3 +280,22 @@ class CoordConfig(StrictModel):
     corpus_dir: str
     out_dir: str
     metrics: str
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+class StageOutput(StrictModel):
+    label: str
+    dir: str
+    metrics: str
+
+
+class ReportConfig(StrictModel):
+    #: details JSON of every fit stage
+    fits: list[str]
+    #: table name -> gated parquet (for the frontier scatter)
+    tables: dict[str, str]
+    sweeps: list[StageOutput] = Field(default_factory=list)
+    coords: list[StageOutput] = Field(default_factory=list)
+    out_dir: str

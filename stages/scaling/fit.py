@@ -22,6 +22,10 @@ from stages.scaling.configs import FitConfig
 from stages.scaling.powerlaw import bootstrap_weights, summarize
 
 
+class InsufficientData(ValueError):
+    """The table cannot support this approach (e.g. too few budgets with an interior optimum)."""
+
+
 def load_fit_frame(path: str | Path, parameters: str) -> pd.DataFrame:
     """The gated table with ``N`` set to the chosen parameter count and C = 6 N D."""
     frame = pd.read_parquet(path)
@@ -47,7 +51,7 @@ def fit_profiles(frame: pd.DataFrame, cfg: FitConfig, weights: np.ndarray) -> tu
             return isoflop_minima(prof, w, cfg.approach.min_points, cfg.approach.fit_points)
     best = minima()
     if len(best["C"]) < 2:
-        raise ValueError(f"{cfg.table_name}/{cfg.approach_name}: only {len(best['C'])} budget(s) give an optimum "
+        raise InsufficientData(f"{cfg.table_name}/{cfg.approach_name}: only {len(best['C'])} budget(s) give an optimum "
                          f"(mode {prof.mode}, {len(prof.budgets)} budgets); need 2 for a power law")
     point = exponents(best)
     replicates = [exponents(minima(w)) for w in weights]
@@ -125,18 +129,25 @@ def run(cfg: FitConfig) -> None:
     weights = bootstrap_weights(len(runs), cfg.bootstrap.samples, cfg.bootstrap.seed)
     print(f"fit {cfg.approach_name} on {cfg.table_name}: {len(frame)} points, {len(runs)} runs, "
           f"{cfg.bootstrap.samples} bootstrap samples", flush=True)
-    if cfg.approach.kind == "parametric":
-        point, replicates, details = fit_parametric_stage(frame, cfg, weights, run_index)
-    else:
-        point, replicates, details = fit_profiles(frame, cfg, weights)
-    summary = summarize(point, replicates, cfg.bootstrap.level)
+    head = {"table": cfg.table_name, "approach": cfg.approach_name, "kind": cfg.approach.kind,
+            "parameters": cfg.parameters, "points": int(len(frame)), "runs": int(len(runs)),
+            "bootstrap": cfg.bootstrap.samples, "level": cfg.bootstrap.level}
     refs = references(cfg)
-    metrics = {
-        "table": cfg.table_name, "approach": cfg.approach_name, "kind": cfg.approach.kind,
-        "parameters": cfg.parameters, "points": int(len(frame)), "runs": int(len(runs)),
-        "bootstrap": cfg.bootstrap.samples, "level": cfg.bootstrap.level, "fit": summary,
-        "agreement": {name: compare(summary, ref["values"]) for name, ref in refs.items()},
-    }
+    try:
+        if cfg.approach.kind == "parametric":
+            point, replicates, details = fit_parametric_stage(frame, cfg, weights, run_index)
+        else:
+            point, replicates, details = fit_profiles(frame, cfg, weights)
+    except InsufficientData as exc:
+        # a table too small for this approach is a finding, not a crash: say so in the metrics
+        print(f"fit {cfg.approach_name} on {cfg.table_name}: not enough data: {exc}", flush=True)
+        metrics = {**head, "status": "insufficient data", "reason": str(exc), "fit": {}, "agreement": {}}
+        write_json(cfg.details, {"metrics": metrics, "references": refs})
+        write_json(cfg.metrics, metrics)
+        return
+    summary = summarize(point, replicates, cfg.bootstrap.level)
+    metrics = {**head, "status": "ok", "fit": summary,
+               "agreement": {name: compare(summary, ref["values"]) for name, ref in refs.items()}}
     write_json(cfg.details, {"metrics": metrics, "references": refs, **details})
     write_json(cfg.metrics, metrics)
     shown = ", ".join(f"{k}={v['value']:.4g} [{v['ci_low']:.4g}, {v['ci_high']:.4g}]" for k, v in summary.items()

@@ -44,7 +44,7 @@ def isoflop_minima(prof: Profiles, weights: np.ndarray | None = None, min_points
     least-squares weights (a run drawn twice counts twice).
     """
     w = _weights(prof, weights)
-    out = {k: [] for k in ("C", "N", "D", "loss", "p0", "p1", "p2")}
+    out = {k: [] for k in ("C", "N", "D", "loss", "p0", "p1", "p2", "N_lo", "N_hi")}
     for j, budget in enumerate(prof.budgets):
         sel = np.flatnonzero(np.isfinite(prof.loss[:, j]) & (w > 0))
         if fit_points is not None and len(np.unique(prof.n[sel])) > fit_points:
@@ -64,7 +64,8 @@ def isoflop_minima(prof: Profiles, weights: np.ndarray | None = None, min_points
             continue
         n_opt = float(np.exp(vertex))
         for key, value in (("C", budget), ("N", n_opt), ("D", budget / (6 * n_opt)),
-                           ("loss", p0 + p1 * vertex + p2 * vertex**2), ("p0", p0), ("p1", p1), ("p2", p2)):
+                           ("loss", p0 + p1 * vertex + p2 * vertex**2), ("p0", p0), ("p1", p1), ("p2", p2),
+                           ("N_lo", np.exp(x.min())), ("N_hi", np.exp(x.max()))):
             out[key].append(float(value))
     return {k: np.asarray(v) for k, v in out.items()}
 

@@ -30,7 +30,7 @@ def load_source(cfg: TableConfig) -> Table:
         return read_runs_csv(src.path)
     if cfg.input is None:
         raise TableError(f"table {cfg.name}: a `{src.kind}` source needs the input file the plan resolves")
-    return read_runs_csv(cfg.input)
+    return read_runs_csv(cfg.input, keys=["width", "lr"] if src.kind == "sweep" else None)
 
 
 def prepare(cfg: TableConfig) -> tuple[Table, dict]:

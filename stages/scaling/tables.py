@@ -128,8 +128,11 @@ def porian_reference(row: pd.Series) -> dict[str, Any]:
     return out
 
 
-def read_runs_csv(path: str | Path) -> Table:
-    """A table this project wrote itself (the synthetic stage, the width sweeps): already common."""
+def read_runs_csv(path: str | Path, keys: list[str] | None = None) -> Table:
+    """A table in the common layout (the synthetic stage, the width sweeps, a user's CSV).
+
+    ``keys`` names run-identifying columns (the sweeps' ``width`` and ``lr``) for ``best_over``.
+    """
     raw = _read_csv(path)
     _require(raw, ["run", "N", "D", "loss"], str(path))
     frame = raw.copy()
@@ -137,8 +140,10 @@ def read_runs_csv(path: str | Path) -> Table:
         frame["N_no_emb"] = np.nan
     frame = _numeric(frame, ["N", "N_no_emb", "D", "loss"])
     frame["run"] = frame["run"].astype(str)
+    keys = list(keys or [])
+    _require(frame, keys, str(path))
     extra = [c for c in frame.columns if c not in CORE]
-    return Table(frame=frame[CORE + extra], unique=["run", "D"])
+    return Table(frame=frame[CORE + extra], unique=["run", "D"], keys=keys)
 
 
 def _read_csv(path: str | Path) -> pd.DataFrame:
