@@ -28,7 +28,7 @@ W = f"work/{STUDY_NAME}"
 M = f"metrics/{STUDY_NAME}"
 P = f"plots/{STUDY_NAME}"
 R = f"reports/{STUDY_NAME}"
-DATA_ROOT = f"data/mixture_domains"
+DATA_ROOT = "data/mixture_domains"
 CODE = "stages/mixture_sim"
 
 
