@@ -127,7 +127,9 @@ def cmd_bootstrap(args) -> int:
     names = generate_all(root / "data")
     print(f"generated data/: {', '.join(names)}")
     if (root / "data.dvc").exists():
-        out = subprocess.run(["dvc", "status", "--json", "data.dvc"], cwd=root, capture_output=True, text=True)
+        beside = Path(sys.executable).parent / "dvc"  # the venv's dvc, even when it is not activated
+        dvc = str(beside) if beside.exists() else "dvc"
+        out = subprocess.run([dvc, "status", "--json", "data.dvc"], cwd=root, capture_output=True, text=True)
         status = json.loads(out.stdout or "{}") if out.returncode == 0 else None
         if status:
             print("data/ differs from data.dvc: if the generators changed on purpose, run "
