@@ -130,11 +130,15 @@ def cmd_bootstrap(args) -> int:
         beside = Path(sys.executable).parent / "dvc"  # the venv's dvc, even when it is not activated
         dvc = str(beside) if beside.exists() else "dvc"
         out = subprocess.run([dvc, "status", "--json", "data.dvc"], cwd=root, capture_output=True, text=True)
-        status = json.loads(out.stdout or "{}") if out.returncode == 0 else None
-        if status:
+        status = json.loads(out.stdout or "{}") if out.returncode == 0 else {"error": out.stderr}
+        changes = [c for entry in status.get("data.dvc", []) if isinstance(entry, dict)
+                   for c in entry.get("changed outs", {}).values()]
+        if "error" in status or any(c != "not in cache" for c in changes):
             print("data/ differs from data.dvc: if the generators changed on purpose, run "
                   "`dvc add data` and commit data.dvc", file=sys.stderr)
             return 1
+        if changes:  # a fresh clone: the bytes match, put them in the local cache so status is clean
+            subprocess.run([dvc, "commit", "-f", "-q", "data.dvc"], cwd=root, check=True)
         print("data/ matches data.dvc")
     return 0
 

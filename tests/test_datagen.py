@@ -31,5 +31,7 @@ def test_generated_data_matches_committed_data_dvc(tmp_path: Path):
     run(["dvc", "init", "-q"], tmp_path)
     shutil.copy(REPO / "data.dvc", tmp_path / "data.dvc")
     generate_all(tmp_path / "data")
-    status = run(["dvc", "status", "--json", "data.dvc"], tmp_path).stdout
-    assert json.loads(status) == {}, status
+    status = json.loads(run(["dvc", "status", "--json", "data.dvc"], tmp_path).stdout)
+    # a fresh project has an empty cache; anything but "not in cache" means different bytes
+    changes = [c for e in status.get("data.dvc", []) for c in e.get("changed outs", {}).values()]
+    assert set(changes) <= {"not in cache"}, status
