@@ -89,6 +89,7 @@ class CoordSpec(StrictModel):
     seq_len: int = Field(32, ge=2)
     seeds: int = Field(1, ge=1)
     flat_tolerance: float = Field(0.3, gt=0)
+    cpu_threads: int = Field(1, ge=1)
 
 
 class ScalingSpec(StudySpec):

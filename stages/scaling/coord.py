@@ -76,7 +76,10 @@ def fixed_batch(cfg: CoordConfig):
 def run(cfg: CoordConfig) -> None:
     from mup.coord_check import plot_coord_data
 
+    import torch
+
     seed_everything(0)
+    torch.set_num_threads(cfg.cpu_threads)
     batch = fixed_batch(cfg)
     frames, summary, figures = [], {}, {}
     for parametrization in ("sp", "mup"):

@@ -121,7 +121,10 @@ def batch_plans(cfg: SweepConfig) -> dict[int, dict]:
 def run(cfg: SweepConfig) -> None:
     from stages.scaling.corpus import load_split
 
+    import torch
+
     seed_everything(cfg.seed)
+    torch.set_num_threads(cfg.train.cpu_threads)
     train_ids, dev_ids = load_split(cfg.corpus_dir, "train"), load_split(cfg.corpus_dir, "dev")
     ckpt = checkpoint_dir(cfg)
     state_file = ckpt / "done.json"
