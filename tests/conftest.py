@@ -7,6 +7,7 @@ outputs; they must never touch the developer's checkout.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,20 +71,42 @@ def init_git(root: Path) -> None:
     run(["git", "commit", "-qm", "copy"], root)
 
 
+def prepare_project(dest: Path, studies: list[str] | None = None, edit=None, edit_data=None) -> Path:
+    """A committed git+DVC copy of the repo at ``dest``: ``edit(root)`` runs before the embedded
+    data is generated, ``edit_data(root)`` after (to corrupt it, say); knobs of dropped studies go."""
+    root = copy_repo(dest, studies)
+    if edit:
+        edit(root)
+    run(["harness", "bootstrap"], root, check=False)
+    if edit_data:
+        edit_data(root)
+    if studies is not None:
+        prune_params(root)
+    run(["harness", "compile"], root)
+    init_git(root)
+    return root
+
+
+def reproduced_project(dest: Path, study: str, edit) -> tuple[Path, str]:
+    """One study's copy after a first ``dvc repro``, committed; returns (root, repro stdout)."""
+    root = prepare_project(dest, studies=[study], edit=edit)
+    first = run(["dvc", "repro"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "first repro"], root)
+    return root, first.stdout
+
+
+def ran_stages(output: str) -> set[str]:
+    """Stage names DVC reports running in ``output``."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path):
     """Factory: ``repo_copy(studies=[...], edit=callable(root))`` -> a committed git+DVC project."""
 
     def make(studies: list[str] | None = None, edit=None) -> Path:
-        root = copy_repo(tmp_path / "repo", studies)
-        if edit:
-            edit(root)
-        run(["harness", "bootstrap"], root, check=False)
-        if studies is not None:
-            prune_params(root)
-        run(["harness", "compile"], root)
-        init_git(root)
-        return root
+        return prepare_project(tmp_path / "repo", studies, edit)
 
     return make
 

@@ -8,12 +8,11 @@ The param_alloc spec is shrunk (2 grid points, a few steps) so the whole flow ta
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from conftest import edit_yaml, run
+from conftest import edit_yaml, prepare_project, ran_stages, reproduced_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -36,24 +35,10 @@ def shrink(root: Path) -> None:
     edit_yaml(root / "specs" / "param_alloc.yaml", mutate)
 
 
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from conftest import copy_repo, init_git, prune_params
-
-    root = copy_repo(tmp_path_factory.mktemp("flow") / "repo", studies=["param_alloc"])
-    shrink(root)
-    run(["harness", "bootstrap"], root, check=False)
-    prune_params(root)
-    run(["harness", "compile"], root)
-    init_git(root)
-    first = run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "first repro"], root)
-    return root, first.stdout
+    return reproduced_project(tmp_path_factory.mktemp("flow") / "repo", "param_alloc", shrink)
 
 
 def test_first_repro_runs_everything_and_writes_report(project):
@@ -108,20 +93,14 @@ def test_glu_knob_reruns_only_glu_stages_and_metrics_diff_shows_it(project):
 
 
 def test_corrupted_corpus_is_blocked_before_training(tmp_path: Path):
-    from conftest import copy_repo, init_git, prune_params
+    def corrupt(root: Path) -> None:
+        from stages.param_alloc.corpus import read_wikitext_articles
 
-    root = copy_repo(tmp_path / "repo", studies=["param_alloc"])
-    shrink(root)
-    run(["harness", "bootstrap"], root, check=False)
-    corpus = root / "data/param_alloc/corpus.txt"
-    text = corpus.read_text()
-    from stages.param_alloc.corpus import read_wikitext_articles
+        corpus = root / "data/param_alloc/corpus.txt"
+        first = read_wikitext_articles(corpus)[0]
+        corpus.write_text(corpus.read_text() + ("\n " + first + "\n") * 30)  # 30 copies: some land in dev/test
 
-    first = read_wikitext_articles(corpus)[0]
-    corpus.write_text(text + ("\n " + first + "\n") * 30)  # 30 copies: some land in dev/test
-    prune_params(root)
-    run(["harness", "compile"], root)
-    init_git(root)
+    root = prepare_project(tmp_path / "repo", studies=["param_alloc"], edit=shrink, edit_data=corrupt)
     proc = run(["dvc", "repro"], root, check=False)
     text_out = proc.stdout + proc.stderr
     assert proc.returncode != 0

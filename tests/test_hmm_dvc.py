@@ -8,12 +8,11 @@ corpus, the HMM fits or its evaluation (the knob is read only by the sample stag
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from conftest import edit_yaml, run
+from conftest import edit_yaml, ran_stages, reproduced_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -33,24 +32,10 @@ def shrink(root: Path) -> None:
     edit_yaml(root / "specs" / "hmm_icl.yaml", mutate)
 
 
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from conftest import copy_repo, init_git, prune_params
-
-    root = copy_repo(tmp_path_factory.mktemp("hmm_flow") / "repo", studies=["hmm_icl"])
-    shrink(root)
-    run(["harness", "bootstrap"], root, check=False)
-    prune_params(root)
-    run(["harness", "compile"], root)
-    init_git(root)
-    first = run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "first repro"], root)
-    return root, first.stdout
+    return reproduced_project(tmp_path_factory.mktemp("hmm_flow") / "repo", "hmm_icl", shrink)
 
 
 def test_repro_runs_every_stage_and_writes_the_report(project):

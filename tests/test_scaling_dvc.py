@@ -8,12 +8,11 @@ read by no other stage): not the sweeps, the tables or Approaches 1 and 2.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from conftest import edit_yaml, run
+from conftest import edit_yaml, ran_stages, reproduced_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -29,24 +28,10 @@ def shrink(root: Path) -> None:
     edit_yaml(root / "specs" / "scaling.yaml", mutate)
 
 
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    from conftest import copy_repo, init_git, prune_params
-
-    root = copy_repo(tmp_path_factory.mktemp("scaling_flow") / "repo", studies=["scaling"])
-    shrink(root)
-    run(["harness", "bootstrap"], root, check=False)
-    prune_params(root)
-    run(["harness", "compile"], root)
-    init_git(root)
-    first = run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "first repro"], root)
-    return root, first.stdout
+    return reproduced_project(tmp_path_factory.mktemp("scaling_flow") / "repo", "scaling", shrink)
 
 
 def test_repro_runs_every_stage_and_writes_the_report(project):
