@@ -18,8 +18,6 @@ from stages.param_alloc.tasks import score_task
 
 
 def run(cfg: EvalStageConfig) -> None:
-    import json
-
     from tokenizers import Tokenizer
 
     set_threads(cfg.threads)
@@ -40,9 +38,8 @@ def run(cfg: EvalStageConfig) -> None:
     device = pick_device("auto")
     perf = profile(model.to(device), vocab, cfg.eval.latency_seq_lens, cfg.eval.latency_repeats,
                    cfg.eval.throughput_batch, cfg.eval.throughput_seq_len, device)
-    trained = json.loads((Path(cfg.model_dir) / "shape.json").read_text())
     with atomic_path(Path(cfg.perf).parent) as tmp:
         tmp.mkdir()
-        write_json(tmp / Path(cfg.perf).name, {**perf, "shape": trained})
+        write_json(tmp / Path(cfg.perf).name, {**perf, "shape": shape.model_dump()})
     write_json(cfg.metrics, metrics)
     print(f"test ppl {metrics['test_ppl']:.3f}; latency {perf}", flush=True)
