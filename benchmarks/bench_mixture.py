@@ -37,7 +37,7 @@ def best_of(fn, repeats: int = 3) -> float:
 def bench_choice_scoring() -> None:
     import torch
 
-    from harness.datagen import mixture_domains
+    from stages.mixture_sim import data as mixture_domains
     from stages.mixture_sim.configs import LMShape
     from stages.mixture_sim.lm import build_model, read_tasks
     from stages.mixture_sim.measure import choice_logprobs

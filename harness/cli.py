@@ -27,73 +27,66 @@ def _root(args) -> Path:
 
 
 def cmd_compile(args) -> int:
-    from harness.compiler import render
+    from harness.compiler import stale_pipelines, write_pipelines
 
     root = _root(args)
-    text = render(root)
-    target = root / "dvc.yaml"
-    current = target.read_text() if target.exists() else None
     if args.check:
-        if current != text:
-            print(f"{target}: stale; run `harness compile` and commit dvc.yaml", file=sys.stderr)
+        stale = stale_pipelines(root)
+        for rel in stale:
+            print(f"{rel}: stale; run `harness compile` and commit it", file=sys.stderr)
+        if stale:
             return 1
-        print("dvc.yaml is up to date")
+        print("pipelines are up to date")
         return 0
-    if current != text:
-        from harness.io import write_text
-
-        write_text(target, text)
-        print(f"wrote {target.relative_to(root)}")
-    else:
-        print("dvc.yaml unchanged")
+    changed = write_pipelines(root)
+    for rel in changed:
+        print(f"{'wrote' if (root / rel).exists() else 'removed'} {rel}")
+    if not changed:
+        print("pipelines unchanged")
     return 0
 
 
 def cmd_check_params(args) -> int:
-    """First DVC stage: specs valid, every knob known, dvc.yaml fresh; writes the knob list."""
-    from harness.compiler import render
-    from harness.io import write_json
-    from harness.spec import check_knobs, load_all
+    """First DVC stage of a pipeline: specs valid, knobs known, pipelines fresh; writes stage configs.
+
+    Each stage's config file is rewritten only if its bytes change, and a file of a stage that is
+    no longer planned is removed, so DVC sees exactly the stages whose config changed.
+    """
+    from harness.compiler import collect_stages, config_file, config_payload, configs_dir, stale_pipelines
+    from harness.io import write_text
+    from harness.spec import load_all
 
     root = _root(args)
-    params, loaded = load_all(root)
-    check_knobs(params, loaded)
-    dvc_yaml = root / "dvc.yaml"
-    if dvc_yaml.exists() and dvc_yaml.read_text() != render(root):
-        print("dvc.yaml is stale relative to specs/params: run `harness compile`", file=sys.stderr)
+    stale = stale_pipelines(root)  # validates every spec of every profile and the knobs
+    if stale:
+        print(f"{', '.join(stale)} stale relative to specs/params: run `harness compile`", file=sys.stderr)
         return EXIT_BAD_INPUT
-    known = sorted({"profile"}.union(*(item.all_knobs for item in loaded)))
-    if args.out:  # constant content: adding a knob elsewhere must not invalidate every stage
-        write_json(root / args.out, {"status": "ok"})
-    print(f"params ok: {len(known)} knobs ({', '.join(known)})")
+    _, loaded = load_all(root, profile=args.profile)
+    stages = collect_stages(loaded)
+    wanted = {}
+    for stage, _ in stages:
+        wanted[root / config_file(args.profile, stage.name)] = config_payload(stage)
+    written = 0
+    for path, text in wanted.items():
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
+            written += 1
+    folder = root / configs_dir(args.profile)
+    for old in folder.glob("*.json") if folder.is_dir() else []:
+        if old not in wanted:
+            old.unlink()
+    print(f"params ok; {len(stages)} stage configs ({written} rewritten) in {configs_dir(args.profile)}/")
     return 0
 
 
 def cmd_stages(args) -> int:
-    from harness.compiler import collect_stages
-    from harness.spec import load_all
+    from harness.compiler import plan_profile
 
-    _, loaded = load_all(_root(args))
-    for stage, item in collect_stages(loaded):
+    for stage, item in plan_profile(_root(args), args.profile):
         if args.study and item.study.name != args.study:
             continue
-        knobs = sorted(item.knobs_under(stage.reads) | {"profile"})
-        print(f"{stage.name:50s} {stage.kind:12s} params={','.join(knobs)}")
-    return 0
-
-
-def execute_local(root: Path, name: str) -> int:
-    """Run one stage in this process: re-plan from the current spec + params, call its code."""
-    from harness.compiler import find_stage
-    from harness.runtime import STAGE_ENV, install_signal_handlers
-
-    stage, _ = find_stage(root, name)
-    os.environ[STAGE_ENV] = name
-    install_signal_handlers()
-    print(f"[harness] {name}: {stage.func}", flush=True)
-    t0 = time.perf_counter()
-    stage.resolve_func()(stage.config)
-    print(f"[harness] {name}: done in {time.perf_counter() - t0:.1f}s", flush=True)
+        knobs = sorted(item.knobs_under(stage.reads))
+        print(f"{stage.name:50s} {stage.kind:12s} params={','.join(knobs) or '-'}")
     return 0
 
 
@@ -108,20 +101,22 @@ def cmd_run(args) -> int:
     root = _root(args)
     runner = selected_runner(args)
     if runner == "local":
-        return execute_local(root, args.stage)
+        from harness.execute import execute_local
+
+        return execute_local(root, args.stage, args.profile)
     try:
         from harness.runners import run_stage
     except ImportError:
         print(f"runner `{runner}` is not available (harness.runners missing)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return int(run_stage(args.stage, runner, root=root) or 0)
+    return int(run_stage(args.stage, runner, root=root, profile=args.profile) or 0)
 
 
 def cmd_bootstrap(args) -> int:
     """Generate the embedded default data and check it against data.dvc."""
     import subprocess
 
-    from harness.datagen import generate_all
+    from harness.embedded import generate_all
 
     root = _root(args)
     names = generate_all(root / "data")
@@ -157,6 +152,13 @@ def cmd_drift(args) -> int:
     return 0
 
 
+def _profile_arg(p: argparse.ArgumentParser) -> None:
+    from harness.study import DEFAULT_PROFILE, PROFILES
+
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=PROFILES,
+                   help=f"which profile's pipeline (default {DEFAULT_PROFILE})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description=__doc__.splitlines()[0])
     parser.add_argument("--root", help="project root (default: current directory)")
@@ -168,15 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one stage (what each dvc.yaml cmd calls)")
     p.add_argument("stage")
+    _profile_arg(p)
     p.add_argument("--runner", help="local (default) or slurm; also $HARNESS_RUNNER or .harness/config.yaml")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-params", help="validate specs and params.yaml knobs")
-    p.add_argument("--out", help="write the known knob names here (JSON)")
+    p = sub.add_parser("check-params", help="validate specs and knobs; write every stage's config file")
+    _profile_arg(p)
     p.set_defaults(func=cmd_check_params)
 
     p = sub.add_parser("stages", help="list planned stages and the knobs each reads")
     p.add_argument("--study")
+    _profile_arg(p)
     p.set_defaults(func=cmd_stages)
 
     p = sub.add_parser("bootstrap", help="generate the embedded default data (data/) and check data.dvc")

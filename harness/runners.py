@@ -29,7 +29,7 @@ EXIT_JOB_LOST = 1
 class Runner(Protocol):
     name: str
 
-    def run_stage(self, root: Path, stage: str) -> int:
+    def run_stage(self, root: Path, stage: str, profile: str = "smoke") -> int:
         """Run one planned stage to completion; return its exit status."""
         ...
 
@@ -37,10 +37,10 @@ class Runner(Protocol):
 class LocalRunner:
     name = "local"
 
-    def run_stage(self, root: Path, stage: str) -> int:
-        from harness.cli import execute_local
+    def run_stage(self, root: Path, stage: str, profile: str = "smoke") -> int:
+        from harness.execute import execute_local
 
-        return execute_local(root, stage)
+        return execute_local(root, stage, profile)
 
 
 class SlurmRunner:
@@ -52,17 +52,17 @@ class SlurmRunner:
         self.settings = settings
         self.out = out or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
 
-    def run_stage(self, root: Path, stage: str) -> int:
+    def run_stage(self, root: Path, stage: str, profile: str = "smoke") -> int:
         from harness.compiler import find_stage
         from harness.slurm import jobs
         from harness.slurm.manifest import RunPaths, new_run_id
         from harness.slurm.sbatch import JobSpec
 
-        planned, _ = find_stage(root, stage)  # fail fast on a typo, before anything is queued
+        planned, _ = find_stage(root, stage, profile)  # fail fast on a typo, before anything is queued
         slurm = self.settings.slurm
         paths = RunPaths(root, slurm.runs_dir, new_run_id(stage))
         job = JobSpec(
-            name=stage, commands=[f"harness run {stage}"], resources=planned.resources, workdir=root,
+            name=stage, commands=[f"harness run --profile {profile} {stage}"], resources=planned.resources, workdir=root,
             log_path=paths.log(stage), record_path=paths.record(stage),
         )
         job_id = jobs.submit(job, slurm, paths.script(stage))
@@ -118,18 +118,8 @@ def selected_runner(root: Path, flag: str | None = None) -> str:
     return load_settings(root, runner=flag).runner
 
 
-def run_stage(stage_name: str, runner: str | None = None, root: Path | None = None) -> int:
+def run_stage(stage_name: str, runner: str | None = None, root: Path | None = None,
+              profile: str = "smoke") -> int:
     """What ``harness run <stage>`` calls: run the stage with the selected runner."""
     root = Path(root or Path.cwd()).resolve()
-    return make_runner(load_settings(root, runner=runner)).run_stage(root, stage_name)
-
-
-def planned_resources(root: Path) -> dict[str, Resources]:
-    """Resources of every planned harness stage by name; empty when the project has no specs."""
-    from harness.compiler import collect_stages
-    from harness.spec import load_all
-
-    if not (Path(root) / "specs").is_dir():
-        return {}
-    _, loaded = load_all(Path(root))
-    return {stage.name: stage.resources for stage, _ in collect_stages(loaded)}
+    return make_runner(load_settings(root, runner=runner)).run_stage(root, stage_name, profile)

@@ -17,10 +17,9 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from harness.study import PlanContext, Resources, StageDef, StrictModel, Study
+from harness.study import DEFAULT_PROFILE, PROFILES, PlanContext, Resources, StageDef, StrictModel, Study
 
 KNOB_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-PROFILES = ("smoke", "full")
 
 SpecPath = tuple[Any, ...]
 
@@ -55,6 +54,13 @@ class LoadedSpec:
     profile: str
     #: spec path -> knob names referenced at or below it
     knob_refs: dict[SpecPath, set[str]] = field(default_factory=dict)
+    #: the overlays the spec declares under ``profiles:``
+    declared_profiles: tuple[str, ...] = ()
+
+    @property
+    def in_profile(self) -> bool:
+        """A study joins the default profile always, another profile only if it declares it."""
+        return self.profile == DEFAULT_PROFILE or self.profile in self.declared_profiles
 
     def knobs_under(self, prefixes: list[str]) -> set[str]:
         """Knobs referenced anywhere below the given dotted spec paths."""
@@ -71,7 +77,8 @@ class LoadedSpec:
         return set().union(*self.knob_refs.values()) if self.knob_refs else set()
 
     def plan(self) -> list[StageDef]:
-        return self.study.plan(self.spec, PlanContext(profile=self.profile, spec_path=str(self.path)))
+        ctx = PlanContext(profile=self.profile, spec_path=str(self.path), study=self.study.name)
+        return self.study.plan(self.spec, ctx)
 
 
 def _yaml():
@@ -270,8 +277,9 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
     return sorted({f for c in current for m in models_in(c) for f in m.model_fields})
 
 
-def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path | None = None) -> LoadedSpec:
-    """Load, overlay the active profile, resolve knobs and validate one spec file."""
+def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path | None = None,
+              profile: str | None = None) -> LoadedSpec:
+    """Load, overlay ``profile`` (default: the default profile), resolve knobs, validate one spec."""
     data, positions = read_yaml_with_positions(path)
     path = display or path
     if not isinstance(data, dict):
@@ -285,9 +293,9 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
     if name not in studies:
         hint = _did_you_mean(str(name), studies)
         raise SpecError([f"{where(('study',))}: study: unknown study {name!r}{hint}; known: {sorted(studies)}"])
-    profile = params.get("profile", "smoke")
+    profile = profile or params.get("profile", DEFAULT_PROFILE)  # tests may pass it in params
     if profile not in PROFILES:
-        raise SpecError([f"params.yaml: profile: expected one of {list(PROFILES)}, got {profile!r}"])
+        raise SpecError([f"profile: expected one of {list(PROFILES)}, got {profile!r}"])
 
     profiles = data.pop("profiles", {}) or {}
     if not isinstance(profiles, dict) or not set(profiles) <= set(PROFILES):
@@ -299,10 +307,6 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
 
     problems: list[str] = []
     refs: dict[SpecPath, set[str]] = {}
-    # knobs referenced in any profile count as read, so switching profile keeps `params:` stable
-    for other_name, other in profiles.items():
-        if other_name != profile:
-            _resolve_knobs(other or {}, (), params, refs, problems, where)
     resolved = _resolve_knobs(merged, (), params, refs, problems, where)
     if problems:
         raise SpecError(sorted(set(problems)))
@@ -310,15 +314,18 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
         spec = studies[name].spec_model.model_validate(resolved)
     except ValidationError as exc:
         raise SpecError(format_validation_error(path, exc, resolved, positions, studies[name].spec_model)) from None
-    return LoadedSpec(path=path, study=studies[name], spec=spec, profile=profile, knob_refs=refs)
+    return LoadedSpec(path=path, study=studies[name], spec=spec, profile=profile, knob_refs=refs,
+                      declared_profiles=tuple(sorted(profiles)))
 
 
 def load_all(root: Path, studies: dict[str, Study] | None = None,
-             only_study_prefix_of: str | None = None) -> tuple[dict[str, Any], list[LoadedSpec]]:
-    """Load params.yaml and every ``specs/*.yaml`` under ``root``; collect all problems at once.
+             only_study_prefix_of: str | None = None,
+             profile: str = DEFAULT_PROFILE) -> tuple[dict[str, Any], list[LoadedSpec]]:
+    """Load params.yaml and every ``specs/*.yaml`` under ``root`` for one profile; all problems at once.
 
     ``only_study_prefix_of``: load just the specs whose study owns that stage name
-    (``<study>-...``), so running one stage never depends on another study's spec.
+    (``<study>-...``), so running one stage never depends on another study's spec. Specs that do
+    not declare ``profile`` (other than the default) are validated but not returned.
     """
     from harness.study import discover_studies
 
@@ -330,22 +337,62 @@ def load_all(root: Path, studies: dict[str, Study] | None = None,
             match = re.search(r"^study:\s*([A-Za-z0-9_]+)", spec_file.read_text(), re.MULTILINE)
             if not match or not only_study_prefix_of.startswith(match.group(1) + "-"):
                 continue
+        if profile != DEFAULT_PROFILE and profile not in _declared_profiles(spec_file):
+            continue
         try:
-            loaded.append(load_spec(spec_file, params, studies, display=spec_file.relative_to(root)))
+            item = load_spec(spec_file, params, studies, display=spec_file.relative_to(root), profile=profile)
         except SpecError as exc:
             problems.extend(exc.problems)
+            continue
+        if item.in_profile:
+            loaded.append(item)
     if problems:
         raise SpecError(problems)
     return params, loaded
 
 
+def _declared_profiles(spec_file: Path) -> list[str]:
+    """Profile names under a spec's ``profiles:`` ([] when unreadable: the default load reports it)."""
+    try:
+        data, _ = read_yaml_with_positions(spec_file)
+    except SpecError:
+        return []
+    profiles = data.get("profiles") if isinstance(data, dict) else None
+    return list(profiles) if isinstance(profiles, dict) else []
+
+
 def check_knobs(params: dict, loaded: list[LoadedSpec]) -> None:
-    """Every knob in params.yaml must be read by some spec: a misspelt `-S` key is an error."""
-    known = {"profile"}
+    """Every knob in params.yaml must be read by some spec: a misspelt `-S` key is an error.
+
+    ``loaded`` should hold the specs of every profile, so a knob only the ``full`` profile reads
+    is still known.
+    """
+    problems = []
+    if "profile" in params:
+        problems.append("params.yaml: `profile` is no longer a knob: every profile is its own pipeline "
+                        "(`dvc repro` runs smoke; `dvc repro profiles/reference/dvc.yaml` runs reference)")
+    known: set[str] = set()
     for item in loaded:
         known |= item.all_knobs
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise SpecError(
-            [f"params.yaml: unknown knob `{k}` (no spec reads it){_did_you_mean(k, known)}" for k in unknown]
-        )
+    unknown = sorted(set(params) - known - {"profile"})
+    problems += [f"params.yaml: unknown knob `{k}` (no spec reads it){_did_you_mean(k, known)}" for k in unknown]
+    if problems:
+        raise SpecError(problems)
+
+
+def load_profiles(root: Path) -> tuple[dict[str, Any], dict[str, list[LoadedSpec]]]:
+    """params.yaml and the specs of every profile (validated, every problem reported at once)."""
+    from harness.study import discover_studies
+
+    studies = discover_studies()
+    by_profile: dict[str, list[LoadedSpec]] = {}
+    problems: list[str] = []
+    params: dict[str, Any] = {}
+    for profile in PROFILES:
+        try:
+            params, by_profile[profile] = load_all(root, studies, profile=profile)
+        except SpecError as exc:
+            problems += [p for p in exc.problems if p not in problems]
+    if problems:
+        raise SpecError(problems)
+    return params, by_profile

@@ -7,24 +7,27 @@ writes. The compiler turns StageDefs into ``dvc.yaml``; ``harness run <stage>`` 
 from the current spec + params and calls ``func(config)``. Because the stage code only ever
 sees its typed config, specs and stage code meet only through typed models.
 
-Studies are discovered automatically: every module in ``harness/studies/`` that defines a
-module-level ``STUDY`` is registered, so adding a study never edits a shared file.
+Studies are plug-ins, discovered rather than imported: every package ``<study>/`` with a
+``study.py`` that defines a module-level ``STUDY``, found in the installed ``stages`` package or in
+a folder named by ``$HARNESS_STUDY_PATH``, is registered. The core never imports a study by
+name, so adding a study never edits a shared file and nothing in ``harness/`` depends on
+``stages/`` (see docs/architecture.md for the placement rule).
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-
-class StrictModel(BaseModel):
-    """Base for every spec and stage-config model: unknown keys are errors, not silently kept."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False)
+from harness.schema import (  # noqa: F401 - re-exported: the contract in one import
+    SECTIONS, Committed, Dep, Metric, Out, PathRole, Plot, StrictModel, declared_paths,
+)
 
 
 class Resources(StrictModel):
@@ -40,46 +43,97 @@ class Resources(StrictModel):
 
 @dataclass
 class StageDef:
-    """One DVC stage, as planned by a study.
+    """One DVC stage, as planned by a study: a name, the code, its typed config, knobs, resources.
 
-    ``reads`` lists dotted spec paths (``"baseline"``, ``"train.lr"``) whose values flow into
-    ``config``; the compiler lists under ``params:`` exactly the knobs referenced (``${knob}``)
-    somewhere below those paths, plus ``profile``. ``deps`` are files/dirs (upstream outputs,
-    data); the spec file and the module of ``func`` are added automatically.
+    Everything else is derived: ``deps/outs/metrics/plots`` from the config's path fields
+    (:class:`PathRole`), the code deps from the imports of ``func``'s module and of the config's
+    module (:mod:`harness.codedeps`), and ``params:`` from the knobs referenced (``${knob}``) below
+    the dotted spec paths in ``reads``.
     """
 
     name: str
     func: str
     config: BaseModel
     reads: list[str] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
+    #: stage kind, used to look up resources and for display ("train", "fit", ...)
+    kind: str = "stage"
+    # TRANSITIONAL (removed once every study declares its paths on its configs): hand lists
     deps: list[str] = field(default_factory=list)
     outs: list[str] = field(default_factory=list)
     metrics: list[str] = field(default_factory=list)
     plots: list[Any] = field(default_factory=list)
-    #: outputs kept in git rather than the DVC cache (committed reports)
     outs_no_cache: list[str] = field(default_factory=list)
-    resources: Resources = field(default_factory=Resources)
-    #: stage kind, used to look up resources and for display ("train", "fit", ...)
-    kind: str = "stage"
-    #: extra code files whose change must rerun the stage
     code_deps: list[str] = field(default_factory=list)
 
     def resolve_func(self) -> Callable[[Any], Any]:
-        module_name, _, attr = self.func.partition(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return resolve(self.func)
 
     @property
-    def module_path(self) -> str:
-        module_name = self.func.partition(":")[0]
-        return module_name.replace(".", "/") + ".py"
+    def modules(self) -> list[str]:
+        """The modules a run of this stage imports first: its code and its config's class."""
+        return [self.func.partition(":")[0], type(self.config).__module__]
+
+    def paths(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+        found = declared_paths(self.config)
+        for section in ("deps", "outs", "metrics", "outs_no_cache"):  # TRANSITIONAL
+            found[section] += [(p, {}) for p in getattr(self, section)]
+        for plot in self.plots:  # TRANSITIONAL
+            if isinstance(plot, str):
+                found["plots"].append((plot, {}))
+            else:
+                (path, props), = plot.items()
+                found["plots"].append((path, dict(props)))
+        return found
+
+
+def resolve(dotted: str) -> Any:
+    """``package.module:attr`` -> the object."""
+    module_name, _, attr = dotted.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+#: the profile ``dvc repro`` (the root ``dvc.yaml``) runs, and CI reproduces on every submission
+DEFAULT_PROFILE = "smoke"
+#: every profile: each compiles to its own pipeline (own ``dvc.yaml``, lock and output folders)
+PROFILES = ("smoke", "reference", "full")
+
+
+def profile_prefix(profile: str) -> str:
+    """Where a profile's outputs live: the default profile at the top, others one folder down."""
+    return "" if profile == DEFAULT_PROFILE else f"{profile}/"
 
 
 @dataclass
 class PlanContext:
-    """What a plan may know besides the spec: the active profile and the spec's file."""
+    """What a plan may know besides the spec: the profile it plans for and the spec's file.
+
+    Output folders come from here (``ctx.work``, ``ctx.metrics`` ...), never from constants in a
+    study, so two profiles of one study never write the same path.
+    """
 
     profile: str
     spec_path: str
+    study: str = ""
+
+    def _dir(self, kind: str) -> str:
+        return f"{kind}/{profile_prefix(self.profile)}{self.study}"
+
+    @property
+    def work(self) -> str:
+        return self._dir("work")
+
+    @property
+    def metrics(self) -> str:
+        return self._dir("metrics")
+
+    @property
+    def plots(self) -> str:
+        return self._dir("plots")
+
+    @property
+    def reports(self) -> str:
+        return self._dir("reports")
 
 
 @dataclass
@@ -89,13 +143,37 @@ class Study:
     plan: Callable[[Any, PlanContext], list[StageDef]]
 
 
-def discover_studies() -> dict[str, Study]:
-    """Import every module of ``harness.studies`` and collect its ``STUDY``."""
-    import harness.studies as pkg
+#: the package whose sub-packages are the shipped studies (``stages/<study>/study.py``)
+DEFAULT_STUDY_PACKAGE = "stages"
+#: extra folders of study packages (``<dir>/<study>/study.py``), e.g. test-only studies
+STUDY_PATH_ENV = "HARNESS_STUDY_PATH"
 
+
+def study_packages() -> dict[str, str]:
+    """Importable package name of every study folder: ``{"param_alloc": "stages.param_alloc"}``."""
+    found: dict[str, str] = {}
+    spec = importlib.util.find_spec(DEFAULT_STUDY_PACKAGE)
+    roots: list[tuple[str, str]] = []
+    if spec is not None and spec.submodule_search_locations:
+        roots += [(loc, DEFAULT_STUDY_PACKAGE + ".") for loc in spec.submodule_search_locations]
+    for extra in filter(None, os.environ.get(STUDY_PATH_ENV, "").split(os.pathsep)):
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
+        roots.append((extra, ""))
+    for location, prefix in roots:
+        if not os.path.isdir(location):
+            continue
+        for name in sorted(os.listdir(location)):
+            if os.path.isfile(os.path.join(location, name, "study.py")):
+                found.setdefault(name, prefix + name)
+    return found
+
+
+def discover_studies() -> dict[str, Study]:
+    """Import ``<package>.study`` of every study folder and collect its ``STUDY``."""
     found: dict[str, Study] = {}
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"harness.studies.{info.name}")
+    for package in study_packages().values():
+        module = importlib.import_module(f"{package}.study")
         study = getattr(module, "STUDY", None)
         if isinstance(study, Study):
             found[study.name] = study

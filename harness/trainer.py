@@ -19,12 +19,18 @@ from typing import Any, Callable, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from harness.study import StrictModel
+from harness.schema import StrictModel
 
 CKPT_NAME = "last.pt"
 
 
-class TrainConfig(StrictModel):
+class TrainSettings(StrictModel):
+    """How a language model is trained: the one declaration every study uses (spec and stage).
+
+    Studies embed it in their specs (or derive from it with `model_copy(update=...)`), never
+    re-declare its fields, so defaults cannot disagree between studies.
+    """
+
     steps: int = Field(..., ge=1)
     #: sequences per optimizer step (the effective batch)
     batch_size: int = Field(..., ge=1)
@@ -49,7 +55,7 @@ class TrainConfig(StrictModel):
     threads: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _micro_divides(self) -> "TrainConfig":
+    def _micro_divides(self) -> "TrainSettings":
         if self.micro_batch_size and self.batch_size % self.micro_batch_size:
             raise ValueError(f"batch_size {self.batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
         return self
@@ -57,6 +63,10 @@ class TrainConfig(StrictModel):
     @property
     def grad_accum(self) -> int:
         return self.batch_size // (self.micro_batch_size or self.batch_size)
+
+
+#: TRANSITIONAL alias, removed once every study says TrainSettings
+TrainConfig = TrainSettings
 
 
 class EarlyStopConfig(StrictModel):

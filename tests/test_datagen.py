@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness.datagen import generate_all
+from harness.embedded import generate_all
 
 
 def _digest(root: Path) -> dict[str, str]:

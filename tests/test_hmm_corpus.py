@@ -118,7 +118,7 @@ def test_gate_rejects_count_mismatch_and_overlap(tiny_corpus, tmp_path):
 
 
 def test_embedded_corpus_is_deterministic_and_readable(tmp_path):
-    from harness.datagen import tinystories_like
+    from stages.hmm_icl import data as tinystories_like
 
     tinystories_like.generate(tmp_path / "a")
     tinystories_like.generate(tmp_path / "b")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from harness import runtime
-from harness.datagen import mixture_domains
+from stages.mixture_sim import data as mixture_domains
 from harness.trainer import TrainConfig
 from stages.mixture_sim.configs import (
     ChoiceAccuracy, EvalLoss, LMShape, MixtureSampling, RunStageConfig, TableStageConfig, TrainLoss,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.datagen.scaling import corpus
+from stages.scaling.data import corpus
 from harness.trainer import TrainConfig, train_lm
 from stages.scaling.batching import measure_step_bytes, plan_for_model, plan_micro_batch
 from stages.scaling.coord import coord_data, slopes, verdict

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.datagen.scaling import corpus
+from stages.scaling.data import corpus
 from stages.scaling import sweep
 from stages.scaling.configs import (
     BatchingSpec, BootstrapSpec, BudgetSpec, CorpusConfig, EnvelopeSpec, FitConfig, Selection, SweepConfig,

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.study import StrictModel
+from harness.schema import StrictModel
 from harness.trainer import TrainConfig
 
 #: shards store ids as uint16; the Llama vocabulary is K + 1 (the separator), so K < 65535

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from harness.study import StrictModel
+from harness.schema import StrictModel
 from harness.trainer import TrainConfig
 
 NAME_RE = r"^[A-Za-z0-9_]+$"

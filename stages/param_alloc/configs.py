@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from harness.study import StrictModel
+from harness.schema import StrictModel
 from harness.trainer import EarlyStopConfig, TrainConfig
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from harness.study import StrictModel
+from harness.schema import StrictModel
 from stages.scaling.models import ModelSpec  # pydantic only at import time: no torch
 
 Positive = Annotated[float, Field(gt=0)]

@@ -19,7 +19,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from harness.study import StrictModel
+from harness.schema import StrictModel
 
 Parametrization = Literal["sp", "mup"]
 

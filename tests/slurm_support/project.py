@@ -3,8 +3,8 @@
 Why self-contained: the SLURM tests must not depend on other studies being finished or fast.
 The project holds only the selftest spec, params, the study module (at the path its StageDefs
 name as code deps) and the three core files the compiled ``check-params`` stage lists as deps.
-Code runs from the installed harness; ``site/sitecustomize.py`` registers the study in every
-subprocess, SLURM jobs included (sbatch exports the environment).
+Code runs from the installed harness; ``$HARNESS_STUDY_PATH`` (the project's ``studies/``) makes
+the study discoverable in every subprocess, SLURM jobs included (sbatch exports the environment).
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ class Project:
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")},
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PYTHONPATH": str(SUPPORT / "site"),
-            "HARNESS_TEST_STUDY_DIRS": str(root / "harness" / "studies"),
+            "HARNESS_STUDY_PATH": str(root / "studies"),
             "DVC_NO_ANALYTICS": "1",
             "GX_ANALYTICS_ENABLED": "false",
         }
@@ -85,9 +84,10 @@ def make_project(dest: Path, spec: dict | None = None, params: dict | None = Non
     (dest / "specs" / "slurm_selftest.yaml").write_text(yaml.safe_dump(deep_merge(BASE_SPEC, spec or {}),
                                                                         sort_keys=False))
     (dest / "params.yaml").write_text(yaml.safe_dump({**BASE_PARAMS, **(params or {})}, sort_keys=False))
-    studies = dest / "harness" / "studies"
-    studies.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(SUPPORT / "slurm_selftest.py", studies / "slurm_selftest.py")
+    study_dir = dest / "studies" / "slurm_selftest"
+    study_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(SUPPORT / "slurm_selftest.py", study_dir / "study.py")
+    (study_dir / "__init__.py").write_text("")
     for core in ("spec.py", "compiler.py", "study.py"):  # deps of the compiled check-params stage
         shutil.copy2(REPO / "harness" / core, dest / "harness" / core)
     (dest / ".gitignore").write_text("/work/\n/.harness/\n__pycache__/\n")

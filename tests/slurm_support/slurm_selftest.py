@@ -1,6 +1,6 @@
 """A tiny study for testing and benchmarking the SLURM runners; copied into throwaway projects.
 
-It lives in tests/ and is registered only inside those projects (see ``site/sitecustomize.py``),
+It lives in tests/ and is registered only inside those projects (``studies/slurm_selftest/study.py`` there, found through ``$HARNESS_STUDY_PATH``),
 so the real project never plans it. Shape, all driven by the spec:
 
     source ──► branch-<x> (one per ``branches`` entry) ──► join        a diamond
@@ -89,7 +89,7 @@ class DdpConfig(StrictModel):
 
 
 def plan(spec: SelftestSpec, ctx: PlanContext) -> list[StageDef]:
-    func = f"harness.studies.{NAME}"
+    func = f"{NAME}.study"
     source = f"{WORK}/source.json"
     stages = [StageDef(name=f"{NAME}-source", func=f"{func}:run_source", kind="prep",
                        config=SourceConfig(message=spec.message, seed=spec.seed, out=source),

@@ -23,6 +23,9 @@ import random
 from pathlib import Path
 from typing import Callable
 
+#: folder under data/ that generate() fills (tracked by data.dvc)
+DATASET = "mixture_domains"
+
 SEED = 20240607
 TRAIN_CHARS = 80_000
 EVAL_CHARS = 16_000

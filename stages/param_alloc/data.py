@@ -13,6 +13,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+#: folder under data/ that generate() fills (tracked by data.dvc)
+DATASET = "param_alloc"
+
 SEED = 20240601
 N_ARTICLES = 360
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+#: folder under data/ that generate() fills (tracked by data.dvc)
+DATASET = "scaling"
+
 SEED = 20250107
 TRAIN_SENTENCES = 6000
 DEV_SENTENCES = 600

@@ -14,6 +14,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+#: folder under data/ that generate() fills (tracked by data.dvc)
+DATASET = "tinystories_like"
+
 SEED = 20250120
 N_STORIES = 420
 FILE_NAME = "stories.txt"

@@ -1,0 +1,114 @@
+"""DVC's own view of the pipeline: stages, edges, what is stale, and recording into dvc.lock.
+
+Why DVC's API rather than parsing dvc.yaml: DVC decides what an edge is (an output of one stage
+that another depends on, at any directory depth), what "changed" means (dep/param/out/cmd
+hashes), and how a lock entry is written. Reusing it keeps ``harness repro`` exactly in step with
+``dvc repro``. Everything here runs in the one scheduler process, and each call opens the repo
+only for as long as it needs it, so DVC's repo lock is never held across a run nor contended by
+stage processes: those (SLURM jobs or local subprocesses) only run stage commands, never DVC.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@dataclass
+class PipelineStage:
+    name: str
+    commands: list[str]
+    #: upstream stages whose outputs this one depends on (DVC's graph edges)
+    upstream: list[str] = field(default_factory=list)
+    #: outputs ``dvc repro`` deletes before running (everything but ``persist: true``)
+    removable_outs: list[str] = field(default_factory=list)
+    frozen: bool = False
+
+
+@contextlib.contextmanager
+def _open(root: Path):
+    """The repo, with the working directory at its root: DVC names stages relative to the cwd
+    (``dvc.yaml:a`` seen from elsewhere is ``../p/dvc.yaml:a``), and its CLI always runs there."""
+    from dvc.repo import Repo
+
+    previous = os.getcwd()
+    os.chdir(root)
+    try:
+        with Repo(".") as repo:
+            yield repo
+    finally:
+        os.chdir(previous)
+
+
+def load_pipeline(root: Path, targets: list[str] | None = None) -> dict[str, PipelineStage]:
+    """The stages ``dvc repro [targets]`` would consider, in the order it would visit them.
+
+    The order is DVC's own (``plan_repro``: a post-order walk of the active graph), so stages
+    are recorded into ``dvc.lock`` in the order ``dvc repro`` writes them and the lock files
+    come out byte-identical. Frozen stages are cut from their dependencies, as DVC does.
+    """
+    from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+
+    with _open(root) as repo:
+        graph = get_active_graph(repo.index.graph)  # edge (stage, dependency)
+        chosen = collect_stages(repo, targets or [None])
+        stages: dict[str, PipelineStage] = {}
+        for stage in plan_repro(graph, chosen):
+            if not getattr(stage, "cmd", None):
+                continue  # .dvc files (data.dvc): tracked data, nothing to run
+            cmd = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd]
+            stages[stage.addressing] = PipelineStage(
+                name=stage.addressing,
+                commands=list(cmd),
+                upstream=[dep.addressing for dep in graph.successors(stage) if getattr(dep, "cmd", None)],
+                removable_outs=[out.def_path for out in stage.outs if not out.persist],
+                frozen=bool(stage.frozen),
+            )
+        return stages
+
+
+def changed_stages(root: Path) -> set[str]:
+    """Stages ``dvc status`` reports as changed (deps, params, outs, cmd, or always_changed)."""
+    with _open(root) as repo:
+        return set(repo.status())
+
+
+def stale_stages(root: Path, pipeline: dict[str, PipelineStage]) -> list[str]:
+    """Changed stages plus everything downstream of them, in the pipeline's order.
+
+    Downstream stages are included even though DVC's status cannot yet see them as changed (their
+    inputs are upstream outputs that have not been rebuilt yet): ``dvc repro`` would rerun them
+    once those outputs change. (When a rebuilt output comes out byte-identical, ``dvc repro``
+    would skip the stage below it; here it reruns and, being deterministic, records the same
+    lock entry.) Frozen stages are skipped, as ``dvc repro`` skips them.
+    """
+    changed = changed_stages(root)
+    stale: list[str] = []
+    for name, stage in pipeline.items():  # upstream first: their decisions are already made
+        if stage.frozen:
+            continue
+        if name in changed or any(up in stale for up in stage.upstream):
+            stale.append(name)
+    return stale
+
+
+def record(root: Path, names: list[str]) -> dict[str, str]:
+    """Record finished stages into dvc.lock and the cache, as ``dvc commit -f`` does.
+
+    Returns ``{stage: error}`` for stages DVC refused (e.g. a declared output is missing); those
+    are not recorded. Must be called from a single process (DVC's repo lock).
+    """
+    errors: dict[str, str] = {}
+    if not names:
+        return errors
+    with _open(root) as repo:
+        for name in names:
+            try:
+                repo.commit(name, force=True)
+            except Exception as exc:  # noqa: BLE001 - DVC raises many types; report, don't crash the run
+                errors[name] = f"{type(exc).__name__}: {exc}"
+    return errors
