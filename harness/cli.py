@@ -90,6 +90,18 @@ def cmd_stages(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    """Every stale stage with the reason in the user's terms; exit 1 when any is stale (--check)."""
+    from harness.status import format_statuses, stage_statuses
+
+    statuses = stage_statuses(_root(args), args.profile, committed=args.committed, targets=args.targets or None)
+    if args.json:
+        print(json.dumps([s.as_dict() for s in statuses], indent=1))
+    else:
+        print(format_statuses(statuses, show_downstream=not args.direct))
+    return 1 if (statuses and args.check) else 0
+
+
 def selected_runner(args) -> str:
     """Runner from --runner, $HARNESS_RUNNER or the untracked .harness/config.yaml; never params."""
     from harness.runners import selected_runner as resolve
@@ -183,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     _profile_arg(p)
     p.set_defaults(func=cmd_stages)
 
+    p = sub.add_parser("status", help="which stages are stale, and why (knob, spec value, function, upstream)")
+    p.add_argument("targets", nargs="*", help="stages to explain (default: all)")
+    _profile_arg(p)
+    p.add_argument("--json", action="store_true", help="machine-readable list of {stage, reasons}")
+    p.add_argument("--committed", action="store_true",
+                   help="results kept in git but not rerun here: ignore outputs absent from this cache")
+    p.add_argument("--direct", action="store_true", help="hide stages stale only through a stale upstream")
+    p.add_argument("--check", action="store_true", help="exit 1 when any stage is stale")
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("bootstrap", help="generate the embedded default data (data/) and check data.dvc")
     p.set_defaults(func=cmd_bootstrap)
 
@@ -206,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `harness stages | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
     except SpecError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -80,7 +80,8 @@ def check_stage(root: Path, profile: str, stages: list[tuple[StageDef, LoadedSpe
     entry: dict[str, Any] = {"cmd": cmd}
     if _wdir(profile):
         entry["wdir"] = _wdir(profile)
-    entry["deps"] = _dedupe(["specs", *CHECK_FILES, *code_deps(root, modules, study_search_path())])
+    own = [f for f in CHECK_FILES if (root / f).is_file()]  # absent in a project using an installed harness
+    entry["deps"] = _dedupe(["specs", *own, *code_deps(root, modules, study_search_path())])
     entry["params"] = [{"params.yaml": None}]
     entry["outs"] = [config_file(profile, stage.name) for stage, _ in stages]
     return entry

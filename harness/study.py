@@ -88,7 +88,8 @@ class StageDef:
 
 
 def resolve(dotted: str) -> Any:
-    """``package.module:attr`` -> the object."""
+    """``package.module:attr`` -> the object (study folders on ``$HARNESS_STUDY_PATH`` included)."""
+    _add_study_path()
     module_name, _, attr = dotted.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
@@ -149,6 +150,15 @@ DEFAULT_STUDY_PACKAGE = "stages"
 STUDY_PATH_ENV = "HARNESS_STUDY_PATH"
 
 
+def _add_study_path() -> list[str]:
+    """Put the folders of ``$HARNESS_STUDY_PATH`` on ``sys.path``; return them."""
+    extras = [p for p in os.environ.get(STUDY_PATH_ENV, "").split(os.pathsep) if p]
+    for extra in extras:
+        if extra not in sys.path:
+            sys.path.insert(0, extra)
+    return extras
+
+
 def study_packages() -> dict[str, str]:
     """Importable package name of every study folder: ``{"param_alloc": "stages.param_alloc"}``."""
     found: dict[str, str] = {}
@@ -156,9 +166,7 @@ def study_packages() -> dict[str, str]:
     roots: list[tuple[str, str]] = []
     if spec is not None and spec.submodule_search_locations:
         roots += [(loc, DEFAULT_STUDY_PACKAGE + ".") for loc in spec.submodule_search_locations]
-    for extra in filter(None, os.environ.get(STUDY_PATH_ENV, "").split(os.pathsep)):
-        if extra not in sys.path:
-            sys.path.insert(0, extra)
+    for extra in _add_study_path():
         roots.append((extra, ""))
     for location, prefix in roots:
         if not os.path.isdir(location):

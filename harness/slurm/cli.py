@@ -1,14 +1,15 @@
 """``harness repro``, ``harness submit``, ``harness collect``: the scheduler's command line.
 
 ``harness.cli`` calls :func:`add_subcommands` when building its parser, so this package adds
-commands without editing the core CLI. Exit codes: 0 all recorded, 1 a stage failed or was
-cancelled, 2 bad usage, 75 (``collect`` only) jobs still queued or running.
+commands without editing the core CLI. ``repro`` runs the stale DAG on the selected runner's
+backend: SLURM jobs (:mod:`harness.slurm.scheduler`) or the local process pool
+(:mod:`harness.dag.local`). Exit codes: 0 all recorded, 1 a stage failed or was cancelled,
+2 bad usage, 75 (``collect`` only) jobs still queued or running, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,12 +37,13 @@ def cmd_repro(args) -> int:
     settings = _settings(args)
     root = _root(args)
     if settings.runner == "local":
-        # DVC itself is the local scheduler: one stage at a time, in dependency order.
-        print("[harness] local runner: delegating to `dvc repro` (stages run one at a time)", flush=True)
-        return subprocess.run(["dvc", "repro", *args.targets], cwd=root).returncode
+        # the local process pool: -j N CPUs at once (0: all cores; no -j: one, i.e. sequential)
+        from harness.dag.local import run_local
+
+        return run_local(root, args.targets or None, args.jobs, runs_dir=settings.slurm.runs_dir)
     from harness.slurm import scheduler
 
-    manifest, paths = scheduler.submit_run(root, settings.slurm, args.targets or None, args.jobs)
+    manifest, paths = scheduler.submit_run(root, settings.slurm, args.targets or None, args.jobs or 0)
     if not manifest.order:
         return 0
     try:
@@ -79,6 +81,11 @@ def cmd_collect(args) -> int:
         return 2
     manifest = mf.load(path)
     paths = mf.RunPaths(root, settings.slurm.runs_dir, manifest.run_id)
+    if manifest.runner == "local":  # its processes ended with the run: recorded already, or never
+        print(scheduler.table(manifest))
+        print(f"run {manifest.run_id} ran on the local pool; nothing to collect (rerun `harness repro` "
+              "for stages not recorded)")
+        return 0 if all(s.recorded for s in manifest.in_order()) else 1
     if args.wait:
         return scheduler.wait(root, manifest, paths, settings.slurm.poll_s).exit_code
     report = scheduler.collect(root, manifest, paths)
@@ -94,10 +101,12 @@ def cmd_collect(args) -> int:
 
 def add_subcommands(sub) -> None:
     """Register ``repro``, ``submit`` and ``collect`` on the core CLI's subparsers."""
-    p = sub.add_parser("repro", help="run the stale DAG: on SLURM all at once (afterok edges), else dvc repro")
+    p = sub.add_parser("repro", help="run the stale DAG: on SLURM all at once (afterok edges), "
+                                     "locally on a process pool (-j CPUs)")
     p.add_argument("targets", nargs="*", help="stages to bring up to date (default: all)")
-    p.add_argument("-j", "--jobs", type=int, default=0,
-                   help="at most N jobs running at once (0: as many as SLURM grants)")
+    p.add_argument("-j", "--jobs", type=int, default=None,
+                   help="SLURM: at most N jobs running at once (0 or unset: as many as SLURM grants); "
+                        "local: at most N CPUs in use at once (0: os.cpu_count(); unset: 1, sequential)")
     p.add_argument("--runner", choices=["local", "slurm"], help="else $HARNESS_RUNNER or .harness/config.yaml")
     _cluster_args(p)
     p.set_defaults(func=cmd_repro)

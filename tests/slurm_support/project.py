@@ -31,7 +31,7 @@ BASE_SPEC = {
     "work_s": 0.0,
     "resources": {"default": {"cpus": 1, "mem_gb": 0.25, "time_min": 5, "signal_before_s": 0}},
 }
-BASE_PARAMS = {"profile": "smoke", "seed": 0, "message": "hello", "fail": "none"}
+BASE_PARAMS = {"seed": 0, "message": "hello", "fail": "none"}
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -87,9 +87,7 @@ def make_project(dest: Path, spec: dict | None = None, params: dict | None = Non
     study_dir = dest / "studies" / "slurm_selftest"
     study_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SUPPORT / "slurm_selftest.py", study_dir / "study.py")
-    (study_dir / "__init__.py").write_text("")
-    for core in ("spec.py", "compiler.py", "study.py"):  # deps of the compiled check-params stage
-        shutil.copy2(REPO / "harness" / core, dest / "harness" / core)
+    (study_dir / "__init__.py").write_text('"""Test-only study (copied by tests/slurm_support/project.py)."""\n')
     (dest / ".gitignore").write_text("/work/\n/.harness/\n__pycache__/\n")
     project = Project(dest)
     project.run(["harness", "compile"])
