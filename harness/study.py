@@ -177,12 +177,39 @@ def study_packages() -> dict[str, str]:
     return found
 
 
-def discover_studies() -> dict[str, Study]:
-    """Import ``<package>.study`` of every study folder and collect its ``STUDY``."""
-    found: dict[str, Study] = {}
-    for package in study_packages().values():
-        module = importlib.import_module(f"{package}.study")
-        study = getattr(module, "STUDY", None)
-        if isinstance(study, Study):
-            found[study.name] = study
-    return found
+class Studies(dict):
+    """``{study name: Study}``, importing a study's code only when it is first looked up.
+
+    Why lazy: planning one study must not import (or be broken by) the others, and the CLI
+    starts faster. A study's name is its folder's name.
+    """
+
+    def __init__(self, packages: dict[str, str]):
+        super().__init__()
+        self.packages = packages
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.packages
+
+    def __iter__(self):
+        return iter(self.packages)
+
+    def __len__(self) -> int:
+        return len(self.packages)
+
+    def keys(self):  # type: ignore[override]
+        return self.packages.keys()
+
+    def __getitem__(self, name: str) -> Study:
+        if not dict.__contains__(self, name):
+            module = importlib.import_module(f"{self.packages[name]}.study")
+            study = getattr(module, "STUDY", None)
+            if not isinstance(study, Study) or study.name != name:
+                raise TypeError(f"{module.__file__}: must define STUDY = Study(name={name!r}, ...)")
+            dict.__setitem__(self, name, study)
+        return dict.__getitem__(self, name)
+
+
+def discover_studies() -> Studies:
+    """Every study folder, by name; its ``study.py`` is imported on first use."""
+    return Studies(study_packages())

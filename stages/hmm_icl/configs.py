@@ -3,16 +3,19 @@
 Kept in one light module (pydantic only, no torch/pomegranate import) so planning and
 compiling stay fast. Spec-level pieces (``GridPoint``, ``EmSpec``, ...) are reused verbatim in
 the stage configs, so a spec value reaches stage code without being copied field by field.
+
+Every path a stage reads or writes is a field with its role (``Dep``, ``Out``, ``Metric``,
+``Plot``, ``Committed``): the compiled ``dvc.yaml`` entry is derived from these declarations.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from harness.schema import StrictModel
-from harness.trainer import TrainConfig
+from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
+from harness.trainer import TrainSettings
 
 #: shards store ids as uint16; the Llama vocabulary is K + 1 (the separator), so K < 65535
 MAX_EMISSIONS = 65534
@@ -37,7 +40,8 @@ class GridPoint(StrictModel):
 class CorpusSource(StrictModel):
     """Where the text comes from and how it is cut into blocks ("stories")."""
 
-    path: str
+    #: the text file (a dep of the corpus stages: the exact file, not the folder holding it)
+    path: Annotated[str, Dep]
     #: ``blank_line``: blocks separated by blank lines (the TinyStories slice, the embedded data);
     #: ``marker``: blocks separated by a literal marker line (raw TinyStories uses <|endoftext|>)
     boundary: Literal["blank_line", "marker"] = "blank_line"
@@ -51,8 +55,8 @@ class CorpusConfig(StrictModel):
     source: CorpusSource
     emissions: int = Field(..., ge=3, le=MAX_EMISSIONS)
     seq_len: int = Field(..., ge=2)
-    out_dir: str
-    metrics: str
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
 
 
 class EmSpec(StrictModel):
@@ -88,10 +92,10 @@ class FitConfig(StrictModel):
     point: GridPoint
     em: EmSpec
     seed: int
-    corpus_dir: str
-    out_dir: str
-    metrics: str
-    history: str
+    corpus_dir: Annotated[str, Dep]
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+    history: Annotated[str, Plot(x="epoch", y="val_loglik_per_token")]
 
 
 class EvalSpec(StrictModel):
@@ -104,9 +108,9 @@ class EvalSpec(StrictModel):
 class EvalConfig(StrictModel):
     point: GridPoint
     eval: EvalSpec
-    corpus_dir: str
-    hmm_dir: str
-    metrics: str
+    corpus_dir: Annotated[str, Dep]
+    hmm_dir: Annotated[str, Dep]
+    metrics: Annotated[str, Metric]
 
 
 class SynthSpec(StrictModel):
@@ -130,9 +134,9 @@ class SampleConfig(StrictModel):
     point: GridPoint
     synth: SynthSpec
     seed: int
-    hmm_dir: str
-    out_dir: str
-    metrics: str
+    hmm_dir: Annotated[str, Dep]
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
 
 
 class LlamaSpec(StrictModel):
@@ -156,35 +160,40 @@ class LlamaSpec(StrictModel):
         return self
 
 
-class LmTrainSpec(StrictModel):
-    """Trainer settings; the window length is fixed by the study (L + 1: separator + sequence)."""
+class LmTrainSpec(TrainSettings):
+    """The spec's ``lm.train``: :class:`TrainSettings` less the two fields the study fixes.
 
-    steps: int = Field(..., ge=1)
-    batch_size: int = Field(..., ge=1)
-    micro_batch_size: int | None = Field(None, ge=1)
-    lr: float = Field(..., gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(0, ge=0)
-    eval_batches: int = Field(4, ge=1)
-    checkpoint_every: int = Field(50, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: torch intra-op threads on CPU (None: torch's default); see EmSpec.torch_threads
-    torch_threads: int | None = Field(None, ge=1)
+    ``seq_len`` is L + 1 of each grid point (separator + sequence) and ``seed`` is the spec's
+    top-level ``seed``, so the spec must leave both out; :meth:`for_point` adds them and returns
+    the plain ``TrainSettings`` a train stage receives. Every other field, default included, is
+    ``TrainSettings``' own (``threads``: torch intra-op threads on CPU, see EmSpec.torch_threads).
+    """
+
+    seq_len: int | None = Field(None, ge=2)
+
+    @model_validator(mode="after")
+    def _study_fixed(self) -> "LmTrainSpec":
+        for name in ("seq_len", "seed"):
+            if name in self.model_fields_set:
+                raise ValueError(f"lm.train.{name} is fixed by the study (seq_len = L + 1, seed = the spec's seed);"
+                                 " leave it out")
+        return self
+
+    def for_point(self, seq_len: int, seed: int) -> TrainSettings:
+        """The trainer settings of one grid point; warmup is capped at ``steps``."""
+        settings = TrainSettings.model_validate(self.model_dump(exclude={"seq_len"}) | {"seq_len": seq_len})
+        return settings.model_copy(update={"seed": seed, "warmup_steps": min(self.warmup_steps, self.steps)})
 
 
 class LmTrainConfig(StrictModel):
     point: GridPoint
     model: LlamaSpec
-    train: TrainConfig
-    torch_threads: int | None = Field(None, ge=1)
-    shards_dir: str
-    out_dir: str
-    metrics: str
-    curve: str
+    #: ``train.threads`` scopes torch's intra-op threads for the whole stage
+    train: TrainSettings
+    shards_dir: Annotated[str, Dep]
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+    curve: Annotated[str, Plot(x="step", y="train_loss")]
 
 
 class IclSpec(StrictModel):
@@ -202,21 +211,23 @@ class IclSpec(StrictModel):
 class IclConfig(StrictModel):
     point: GridPoint
     icl: IclSpec
-    hmm_dir: str
-    shards_dir: str
-    lm_dir: str
-    metrics: str
-    curve: str
+    hmm_dir: Annotated[str, Dep]
+    shards_dir: Annotated[str, Dep]
+    lm_dir: Annotated[str, Dep]
+    metrics: Annotated[str, Metric]
+    curve: Annotated[str, Plot(x="position", y="gap")]
 
 
 class ReportConfig(StrictModel):
     points: list[GridPoint]
-    fit_metrics: list[str]
-    fit_histories: list[str]
-    eval_metrics: list[str]
+    fit_metrics: Annotated[list[str], Dep]
+    fit_histories: Annotated[list[str], Dep]
+    eval_metrics: Annotated[list[str], Dep]
     icl_points: list[GridPoint]
-    sample_dirs: list[str]
-    lm_metrics: list[str]
-    icl_metrics: list[str]
-    icl_curves: list[str]
-    out_dir: str
+    #: the synthetic corpora, for the sampler throughput recorded in their ``perf.json``
+    sample_dirs: Annotated[list[str], Dep]
+    lm_metrics: Annotated[list[str], Dep]
+    icl_metrics: Annotated[list[str], Dep]
+    icl_curves: Annotated[list[str], Dep]
+    #: the report folder (RESULTS.md, figures), kept in git
+    out_dir: Annotated[str, Committed]

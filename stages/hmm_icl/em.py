@@ -26,7 +26,7 @@ import numpy as np
 from stages.hmm_icl.configs import EmSpec
 from stages.hmm_icl.forward import loglik_per_token
 from stages.hmm_icl.hmm import HmmParams, from_pomegranate, load_into, project, random_params, to_pomegranate
-from stages.hmm_icl.torchctx import default_dtype, torch_threads
+from stages.hmm_icl.torchctx import default_dtype
 
 CKPT_NAME = "em.npz"
 

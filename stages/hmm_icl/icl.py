@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 
 from harness.io import write_csv, write_json
+from harness.runtime import torch_threads
 from stages.hmm_icl.baselines import in_context_token_logp, kl_rows
 from stages.hmm_icl.configs import IclConfig
 from stages.hmm_icl.forward import forward
 from stages.hmm_icl.hmm import HmmParams
 from stages.hmm_icl.sample import unpermute
 from stages.hmm_icl.shards import read_perms, read_split
-from stages.hmm_icl.torchctx import torch_threads
 
 
 def model_log_predictive(model, x: np.ndarray, separator: int, device: str, batch_size: int) -> np.ndarray:

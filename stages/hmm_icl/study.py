@@ -23,10 +23,6 @@ from stages.hmm_icl.configs import (
 )
 
 STUDY_NAME = "hmm_icl"
-W = f"work/{STUDY_NAME}"
-M = f"metrics/{STUDY_NAME}"
-P = f"plots/{STUDY_NAME}"
-CODE = "stages/hmm_icl"
 
 
 class Grid(StrictModel):
@@ -75,109 +71,75 @@ class HmmIclSpec(StudySpec):
         return self.synthetic.points if self.synthetic.points is not None else self.grid.points()
 
 
-def _corpus_deps(path: str) -> list[str]:
-    """The embedded data is tracked as a directory (data.dvc); other corpora by their own path."""
-    parts = path.split("/")
-    if len(parts) > 2 and parts[0] == "data":
-        return ["/".join(parts[:2])]
-    return [path]
-
-
-def _train_config(spec: HmmIclSpec, point: GridPoint):
-    from harness.trainer import TrainConfig
-
-    t = spec.lm.train
-    return TrainConfig(
-        steps=t.steps, batch_size=t.batch_size, micro_batch_size=t.micro_batch_size, seq_len=point.seq_len + 1,
-        lr=t.lr, min_lr_ratio=t.min_lr_ratio, warmup_steps=min(t.warmup_steps, t.steps), weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip, seed=spec.seed, eval_every=t.eval_every, eval_batches=t.eval_batches,
-        checkpoint_every=t.checkpoint_every, precision=t.precision, device=t.device,
-    )
-
-
 def plan(spec: HmmIclSpec, ctx: PlanContext) -> list[StageDef]:
+    """Paths come from ``ctx`` (one folder per profile); deps/outs from the configs' path fields."""
     res = spec.resources_for
+    work, metrics, plots = ctx.work, ctx.metrics, ctx.plots
     stages: list[StageDef] = []
-    hmm_code = [f"{CODE}/configs.py", f"{CODE}/hmm.py", f"{CODE}/forward.py"]
 
     corpus_dirs: dict[str, str] = {}
     for point in spec.grid.points():
         if point.corpus_tag in corpus_dirs:
             continue
-        out = f"{W}/corpus/{point.corpus_tag}"
+        out = f"{work}/corpus/{point.corpus_tag}"
         corpus_dirs[point.corpus_tag] = out
         stages.append(StageDef(
             name=f"{STUDY_NAME}-corpus-{point.corpus_tag}", kind="data", func="stages.hmm_icl.corpus:run",
             config=CorpusConfig(source=spec.corpus, emissions=point.emissions, seq_len=point.seq_len, out_dir=out,
-                                metrics=f"{M}/corpus/{point.corpus_tag}.json"),
-            reads=["corpus", "grid"], deps=_corpus_deps(spec.corpus.path), outs=[out],
-            metrics=[f"{M}/corpus/{point.corpus_tag}.json"],
-            code_deps=[f"{CODE}/configs.py", f"{CODE}/text.py", f"{CODE}/gates.py", "harness/validation.py"],
-            resources=res("data")))
+                                metrics=f"{metrics}/corpus/{point.corpus_tag}.json"),
+            reads=["corpus", "grid"], resources=res("data")))
 
     fit_metrics, fit_histories, eval_metrics = [], [], []
     for point in spec.grid.points():
         tag, corpus = point.tag, corpus_dirs[point.corpus_tag]
-        hmm_dir = f"{W}/hmm/{tag}"
-        fit_metrics.append(f"{M}/fit/{tag}.json")
-        fit_histories.append(f"{P}/fit/{tag}.csv")
+        hmm_dir = f"{work}/hmm/{tag}"
+        fit_metrics.append(f"{metrics}/fit/{tag}.json")
+        fit_histories.append(f"{plots}/fit/{tag}.csv")
         stages.append(StageDef(
             name=f"{STUDY_NAME}-fit-{tag}", kind="fit", func="stages.hmm_icl.fit:run",
             config=FitConfig(point=point, em=spec.fit, seed=spec.seed, corpus_dir=corpus, out_dir=hmm_dir,
                              metrics=fit_metrics[-1], history=fit_histories[-1]),
-            reads=["grid", "fit", "seed"], deps=[corpus], outs=[hmm_dir], metrics=[fit_metrics[-1]],
-            plots=[{fit_histories[-1]: {"x": "epoch", "y": "val_loglik_per_token"}}],
-            code_deps=hmm_code + [f"{CODE}/em.py", f"{CODE}/torchctx.py"], resources=res("fit")))
-        eval_metrics.append(f"{M}/eval/{tag}.json")
+            reads=["grid", "fit", "seed"], resources=res("fit")))
+        eval_metrics.append(f"{metrics}/eval/{tag}.json")
         stages.append(StageDef(
             name=f"{STUDY_NAME}-eval-{tag}", kind="eval", func="stages.hmm_icl.evaluate:run",
             config=EvalConfig(point=point, eval=spec.evaluate, corpus_dir=corpus, hmm_dir=hmm_dir,
                               metrics=eval_metrics[-1]),
-            reads=["grid", "evaluate"], deps=[corpus, hmm_dir], metrics=[eval_metrics[-1]],
-            code_deps=hmm_code + [f"{CODE}/baselines.py"], resources=res("eval")))
+            reads=["grid", "evaluate"], resources=res("eval")))
 
     sample_dirs, lm_metrics, icl_metrics, icl_curves = [], [], [], []
-    shard_code = [f"{CODE}/shards.py", f"{CODE}/gates.py", f"{CODE}/sampler.py"]
     for point in spec.synthetic_points():
         tag = point.tag
-        hmm_dir, shards, lm_dir = f"{W}/hmm/{tag}", f"{W}/synthetic/{tag}", f"{W}/lm/{tag}"
+        hmm_dir, shards, lm_dir = f"{work}/hmm/{tag}", f"{work}/synthetic/{tag}", f"{work}/lm/{tag}"
         sample_dirs.append(shards)
         stages.append(StageDef(
             name=f"{STUDY_NAME}-sample-{tag}", kind="sample", func="stages.hmm_icl.sample:run",
             config=SampleConfig(point=point, synth=spec.synthetic, seed=spec.seed, hmm_dir=hmm_dir, out_dir=shards,
-                                metrics=f"{M}/sample/{tag}.json"),
-            reads=["grid", "synthetic", "seed"], deps=[hmm_dir], outs=[shards], metrics=[f"{M}/sample/{tag}.json"],
-            code_deps=hmm_code + shard_code + ["harness/validation.py"], resources=res("sample")))
-        lm_metrics.append(f"{M}/lm/{tag}.json")
+                                metrics=f"{metrics}/sample/{tag}.json"),
+            reads=["grid", "synthetic", "seed"], resources=res("sample")))
+        lm_metrics.append(f"{metrics}/lm/{tag}.json")
         stages.append(StageDef(
             name=f"{STUDY_NAME}-train-{tag}", kind="train", func="stages.hmm_icl.train:run",
-            config=LmTrainConfig(point=point, model=spec.lm.model, train=_train_config(spec, point),
-                                 torch_threads=spec.lm.train.torch_threads, shards_dir=shards, out_dir=lm_dir,
-                                 metrics=lm_metrics[-1], curve=f"{P}/lm/{tag}.csv"),
-            reads=["grid", "lm", "seed"], deps=[shards], outs=[lm_dir], metrics=[lm_metrics[-1]],
-            plots=[{f"{P}/lm/{tag}.csv": {"x": "step", "y": "train_loss"}}],
-            code_deps=[f"{CODE}/configs.py", f"{CODE}/lm.py", f"{CODE}/torchctx.py", "harness/trainer.py"]
-            + shard_code + ["harness/validation.py"], resources=res("train")))
-        icl_metrics.append(f"{M}/icl/{tag}.json")
-        icl_curves.append(f"{P}/icl/{tag}.csv")
+            config=LmTrainConfig(point=point, model=spec.lm.model,
+                                 train=spec.lm.train.for_point(seq_len=point.seq_len + 1, seed=spec.seed),
+                                 shards_dir=shards, out_dir=lm_dir, metrics=lm_metrics[-1],
+                                 curve=f"{plots}/lm/{tag}.csv"),
+            reads=["grid", "lm", "seed"], resources=res("train")))
+        icl_metrics.append(f"{metrics}/icl/{tag}.json")
+        icl_curves.append(f"{plots}/icl/{tag}.csv")
         stages.append(StageDef(
             name=f"{STUDY_NAME}-icl-{tag}", kind="icl", func="stages.hmm_icl.icl:run",
             config=IclConfig(point=point, icl=spec.icl, hmm_dir=hmm_dir, shards_dir=shards, lm_dir=lm_dir,
                              metrics=icl_metrics[-1], curve=icl_curves[-1]),
-            reads=["grid", "icl"], deps=[hmm_dir, shards, lm_dir], metrics=[icl_metrics[-1]],
-            plots=[{icl_curves[-1]: {"x": "position", "y": "gap"}}],
-            code_deps=hmm_code + [f"{CODE}/baselines.py", f"{CODE}/lm.py", f"{CODE}/shards.py", f"{CODE}/sample.py",
-                                  f"{CODE}/torchctx.py"], resources=res("icl")))
+            reads=["grid", "icl"], resources=res("icl")))
 
-    report_dir = f"reports/{STUDY_NAME}"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.hmm_icl.report:run",
         config=ReportConfig(points=spec.grid.points(), fit_metrics=fit_metrics, fit_histories=fit_histories,
                             eval_metrics=eval_metrics, icl_points=spec.synthetic_points(), sample_dirs=sample_dirs,
-                            lm_metrics=lm_metrics, icl_metrics=icl_metrics, icl_curves=icl_curves, out_dir=report_dir),
-        reads=["grid", "synthetic.points"],
-        deps=fit_metrics + fit_histories + eval_metrics + sample_dirs + lm_metrics + icl_metrics + icl_curves,
-        outs_no_cache=[report_dir], code_deps=[f"{CODE}/configs.py"], resources=res("report")))
+                            lm_metrics=lm_metrics, icl_metrics=icl_metrics, icl_curves=icl_curves,
+                            out_dir=ctx.reports),
+        reads=["grid", "synthetic.points"], resources=res("report")))
     return stages
 
 

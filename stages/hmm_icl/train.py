@@ -14,17 +14,16 @@ import json
 import pandas as pd
 
 from harness.io import atomic_path, write_csv, write_json
-from harness.runtime import checkpoint_dir, seed_everything
+from harness.runtime import checkpoint_dir, seed_everything, torch_threads
 from harness.trainer import clear_checkpoint, train_lm
 from stages.hmm_icl.configs import LmTrainConfig
 from stages.hmm_icl.gates import check_shards
 from stages.hmm_icl.lm import build_llama, count_parameters
 from stages.hmm_icl.shards import lm_stream, read_manifest
-from stages.hmm_icl.torchctx import torch_threads
 
 
 def run(cfg: LmTrainConfig) -> None:
-    with torch_threads(cfg.torch_threads):
+    with torch_threads(cfg.train.threads):
         _run(cfg)
 
 

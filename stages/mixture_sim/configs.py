@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from harness.schema import StrictModel
-from harness.trainer import TrainConfig
+from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
+from harness.trainer import TrainSettings
 
 NAME_RE = r"^[A-Za-z0-9_]+$"
 #: what a shape column may measure in a harness-generated table
@@ -77,7 +77,7 @@ class ExternalSource(StrictModel):
     """A table someone else produced (e.g. the seed's), read by path: CSV or Parquet."""
 
     kind: Literal["external"] = "external"
-    path: str
+    path: Annotated[str, Dep]
     format: Literal["auto", "csv", "parquet"] = "auto"
     #: file column -> schema column, applied before anything else
     rename: dict[str, str] = Field(default_factory=dict)
@@ -95,14 +95,14 @@ class EvalLoss(StrictModel):
     """Cross-entropy on a held-out text file (nats per byte)."""
 
     kind: Literal["eval_loss"] = "eval_loss"
-    corpus: str
+    corpus: Annotated[str, Dep]
 
 
 class ChoiceAccuracy(StrictModel):
     """Multiple-choice accuracy by LM likelihood of each choice given the context (lm-eval style)."""
 
     kind: Literal["choice_accuracy"] = "choice_accuracy"
-    tasks: str
+    tasks: Annotated[str, Dep]
     #: divide each choice's log-likelihood by its length in bytes (``*_len_norm`` in the seed)
     len_norm: bool = False
 
@@ -126,22 +126,6 @@ class LMShape(StrictModel):
         return self
 
 
-class LMTrain(StrictModel):
-    steps: int = Field(..., ge=1)
-    batch_size: int = Field(..., ge=1)
-    seq_len: int = Field(..., ge=8)
-    lr: float = Field(..., gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    checkpoint_every: int = Field(50, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: torch CPU threads for the run (0: torch's default); tiny models are fastest on 1
-    threads: int = Field(0, ge=0)
-
-
 class MixtureSampling(StrictModel):
     """Mixtures drawn from a symmetric Dirichlet; optionally plus the one-hot (pure-domain) mixtures."""
 
@@ -158,7 +142,9 @@ class GeneratedSource(StrictModel):
     corpora: dict[str, str]
     mixtures: MixtureSampling
     models: list[LMShape] = Field(..., min_length=1)
-    train: LMTrain
+    #: the shared trainer's settings, as is; ``seed`` is the study's top-level ``seed`` and the runs
+    #: have no dev set (rows are measured by the stage), so neither may be set here
+    train: TrainSettings
     #: bytes in each run's mixed training stream (domains contribute in proportion)
     train_tokens: int = Field(..., ge=1024)
     #: training steps at which a row of the table is recorded
@@ -172,6 +158,11 @@ class GeneratedSource(StrictModel):
 
     @model_validator(mode="after")
     def _steps(self) -> "GeneratedSource":
+        if "seed" in self.train.model_fields_set:
+            raise ValueError("source.train.seed is not used: the runs take the study's top-level `seed`")
+        if self.train.eval_every:
+            raise ValueError("source.train.eval_every must be 0: the runs have no dev set; rows are measured "
+                             "at `eval_steps`")
         if sorted(set(self.eval_steps)) != self.eval_steps:
             raise ValueError(f"eval_steps must be strictly increasing, got {self.eval_steps}")
         if self.eval_steps[-1] > self.train.steps or self.eval_steps[0] < 1:
@@ -307,21 +298,25 @@ class FeatureSpec(StrictModel):
 
 
 class RunStageConfig(StrictModel):
-    """Train one LM on one mixture and measure every target at every eval step."""
+    """Train one LM on one mixture and measure every target at every eval step.
+
+    Paths read: ``train_texts`` and the files named by ``measures`` (eval corpora, task files).
+    """
 
     run_id: str = Field(..., pattern=r"^[A-Za-z0-9_-]+$")
     proportions: dict[str, float]
-    corpora: dict[str, str]
+    #: domain column -> that domain's training text (``<corpus folder>/train.txt``)
+    train_texts: Annotated[dict[str, str], Dep]
     model: LMShape
-    train: TrainConfig
-    threads: int = 0
+    #: ``train.threads`` also scopes the torch thread count of the measurements
+    train: TrainSettings
     train_tokens: int
     eval_steps: list[int]
     eval_tokens: int
     task_items: int
     measures: dict[str, Measure]
     table: TableSchema
-    out: str
+    out: Annotated[str, Out]
 
 
 class TableStageConfig(StrictModel):
@@ -330,10 +325,10 @@ class TableStageConfig(StrictModel):
     table: TableSchema
     source: ExternalSource | None = None
     #: per-run row files of a generated source
-    run_files: list[str] = Field(default_factory=list)
-    out: str
-    gate_report: str
-    metrics: str
+    run_files: Annotated[list[str], Dep] = Field(default_factory=list)
+    out: Annotated[str, Out]
+    gate_report: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
 
     @model_validator(mode="after")
     def _one_source(self) -> "TableStageConfig":
@@ -344,12 +339,12 @@ class TableStageConfig(StrictModel):
 
 class SplitsStageConfig(StrictModel):
     table: TableSchema
-    table_file: str
+    table_file: Annotated[str, Dep]
     splits: list[Split]
     seed: int
     #: split name -> output folder
-    out_dirs: dict[str, str]
-    metrics: str
+    out_dirs: Annotated[dict[str, str], Out]
+    metrics: Annotated[str, Metric]
 
 
 class SweepStageConfig(StrictModel):
@@ -361,31 +356,32 @@ class SweepStageConfig(StrictModel):
     table: TableSchema
     features: FeatureSpec
     #: split name -> split folder
-    split_dirs: dict[str, str]
+    split_dirs: Annotated[dict[str, str], Dep]
     cv_folds: int = Field(..., ge=2)
     seed: int
-    out_dir: str
+    out_dir: Annotated[str, Out]
 
 
 class EvaluateStageConfig(StrictModel):
     table: TableSchema
-    split_dirs: dict[str, str]
+    split_dirs: Annotated[dict[str, str], Dep]
     #: regressor label -> sweep output folders (one per grid point)
-    sweeps: dict[str, list[str]]
-    out_dir: str
-    metrics: str
-    pred_plot: str
-    score_plot: str
+    sweeps: Annotated[dict[str, list[str]], Dep]
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+    pred_plot: Annotated[str, Plot(x="true", y="pred", template="scatter")]
+    score_plot: Annotated[str, Plot(x="r2", y="target", template="bar_horizontal")]
 
 
 class ReportStageConfig(StrictModel):
     table: TableSchema
-    table_file: str
-    table_metrics: str
-    splits_metrics: str
-    evaluate_dir: str
-    evaluate_metrics: str
-    out_dir: str
+    table_file: Annotated[str, Dep]
+    table_metrics: Annotated[str, Dep]
+    splits_metrics: Annotated[str, Dep]
+    evaluate_dir: Annotated[str, Dep]
+    evaluate_metrics: Annotated[str, Dep]
+    #: the report folder, committed to git
+    out_dir: Annotated[str, Committed]
 
 
 def safe_name(text: str) -> str:

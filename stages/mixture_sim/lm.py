@@ -23,8 +23,10 @@ def text_ids(path: str | Path, limit: int | None = None) -> np.ndarray:
     return np.frombuffer(data[:limit] if limit else data, dtype=np.uint8).astype(np.int64)
 
 
-def mixed_stream(corpora: dict[str, str], proportions: dict[str, float], n_tokens: int) -> np.ndarray:
-    """Training stream: each domain contributes ``round(p * n_tokens)`` bytes of its ``train.txt``.
+def mixed_stream(texts: dict[str, str], proportions: dict[str, float], n_tokens: int) -> np.ndarray:
+    """Training stream: each domain contributes ``round(p * n_tokens)`` bytes of its text file.
+
+    ``texts`` maps each domain to its training text (``<corpus folder>/train.txt``).
 
     Domains are concatenated (repeating a domain's text if the mixture asks for more than it has),
     so uniformly drawn training windows come from domain d with probability ~p_d.
@@ -33,7 +35,7 @@ def mixed_stream(corpora: dict[str, str], proportions: dict[str, float], n_token
     for domain, share in proportions.items():
         n = int(round(share * n_tokens))
         if n:
-            parts.append(np.resize(text_ids(Path(corpora[domain]) / "train.txt"), n))
+            parts.append(np.resize(text_ids(texts[domain]), n))
     return np.concatenate(parts)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from stages.mixture_sim.threads import torch_threads
+from harness.runtime import torch_threads
 
 
 class TorchMLPRegressor(RegressorMixin, BaseEstimator):

@@ -19,7 +19,6 @@ from stages.mixture_sim.configs import ChoiceAccuracy, EvalLoss, RunStageConfig,
 from stages.mixture_sim.lm import build_model, mixed_stream, n_params, read_tasks, text_ids
 from stages.mixture_sim.measure import choice_accuracy, window_loss
 from stages.mixture_sim.tableio import write_parquet
-from stages.mixture_sim.threads import torch_threads
 
 ROWS_FILE = "rows.json"
 
@@ -86,7 +85,7 @@ def table_rows(cfg: RunStageConfig, size: int, rows: dict[int, dict[str, float]]
 
 
 def run(cfg: RunStageConfig, log: Callable[[str], None] = print) -> None:
-    with torch_threads(cfg.threads):
+    with runtime.torch_threads(cfg.train.threads):
         _run(cfg, log)
 
 
@@ -99,7 +98,7 @@ def _run(cfg: RunStageConfig, log: Callable[[str], None]) -> None:
     # (seed, step). runtime.seed_everything is not called: its use_deterministic_algorithms() imports
     # torch._inductor (1.5 s per stage, x every run of the grid) and CPU kernels here are deterministic
     # anyway (tests/test_mixture_generated.py checks bitwise-identical reruns).
-    train_ids = mixed_stream(cfg.corpora, cfg.proportions, cfg.train_tokens)
+    train_ids = mixed_stream(cfg.train_texts, cfg.proportions, cfg.train_tokens)
     model = build_model(cfg.model, cfg.train.seed)
     size = n_params(model)
     ckpt = runtime.checkpoint_dir(cfg)

@@ -5,19 +5,24 @@ Kept in one light module (no torch import) so planning and compiling stay fast.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from harness.schema import StrictModel
-from harness.trainer import EarlyStopConfig, TrainConfig
+from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
+from harness.trainer import EarlyStopConfig, TrainSettings
+
+#: the file an eval stage writes into its output folder (machine-dependent speed/memory numbers)
+PERF_FILE = "perf.json"
+#: the file the profile stage writes into its output folder
+PROFILE_FILE = "profile.json"
 
 
 class CorpusFiles(StrictModel):
     """Where the text comes from. A file listed for several splits is divided among them by article."""
 
     kind: Literal["files"] = "files"
-    files: dict[Literal["train", "dev", "test"], str]
+    files: Annotated[dict[Literal["train", "dev", "test"], str], Dep]
     fractions: dict[Literal["train", "dev", "test"], float] = Field(
         default_factory=lambda: {"train": 0.8, "dev": 0.1, "test": 0.1})
     seed: int = 0
@@ -36,7 +41,7 @@ class CorpusFiles(StrictModel):
 
 class PrepareConfig(StrictModel):
     data: CorpusFiles
-    out_dir: str
+    out_dir: Annotated[str, Out]
 
 
 class TokenizerConfig(StrictModel):
@@ -45,15 +50,15 @@ class TokenizerConfig(StrictModel):
 
 
 class TokenizeConfig(StrictModel):
-    corpus_dir: str
+    corpus_dir: Annotated[str, Dep]
     tokenizer: TokenizerConfig
-    out_dir: str
+    out_dir: Annotated[str, Out]
 
 
 class GateConfig(StrictModel):
-    corpus_dir: str
-    tokens_dir: str
-    report: str
+    corpus_dir: Annotated[str, Dep]
+    tokens_dir: Annotated[str, Dep]
+    report: Annotated[str, Out]
 
 
 class Shape(StrictModel):
@@ -91,53 +96,54 @@ class TrainStageConfig(StrictModel):
     """One training run: allocation fixed, or chosen at run time from a ranking file."""
 
     allocation: Allocation | None = None
-    ranking_file: str | None = None
     rank: int | None = None
     model: ModelSpec
-    train: TrainConfig
+    train: TrainSettings
     early_stop: EarlyStopConfig | None = None
-    tokens_dir: str
-    gate_report: str
-    out_dir: str
-    metrics: str
-    curve: str
+    tokens_dir: Annotated[str, Dep]
+    gate_report: Annotated[str, Dep]
+    #: the phase-1 ranking, read at run time when ``allocation`` is None
+    ranking_file: Annotated[str | None, Dep] = None
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+    curve: Annotated[str, Plot(x="tokens", y="dev_loss")]
 
 
 class LrFindConfig(StrictModel):
     allocation: Allocation
     model: ModelSpec
-    train: TrainConfig
+    train: TrainSettings
     lr_min: float = Field(..., gt=0)
     lr_max: float = Field(..., gt=0)
     steps: int = Field(..., ge=5)
-    tokens_dir: str
-    gate_report: str
-    metrics: str
-    curve: str
+    tokens_dir: Annotated[str, Dep]
+    gate_report: Annotated[str, Dep]
+    metrics: Annotated[str, Metric]
+    curve: Annotated[str, Plot(x="lr", y="loss")]
 
 
 class OverfitConfig(StrictModel):
     allocation: Allocation
     model: ModelSpec
-    train: TrainConfig
+    train: TrainSettings
     steps: int = Field(..., ge=1)
     max_final_loss: float = Field(..., gt=0)
-    tokens_dir: str
-    gate_report: str
-    metrics: str
+    tokens_dir: Annotated[str, Dep]
+    gate_report: Annotated[str, Dep]
+    metrics: Annotated[str, Metric]
 
 
 class RankConfig(StrictModel):
-    phase1_metrics: list[str]
+    phase1_metrics: Annotated[list[str], Dep]
     top_k: int = Field(..., ge=1)
-    out: str
-    metrics: str
+    out: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
 
 
 class TaskSpec(StrictModel):
     name: str
     format: Literal["sst2", "rte", "mrpc", "boolq"]
-    path: str
+    path: Annotated[str, Dep]
     max_examples: int | None = Field(None, ge=1)
 
 
@@ -151,39 +157,47 @@ class EvalSpec(StrictModel):
 
 
 class EvalStageConfig(StrictModel):
-    model_dir: str
-    tokens_dir: str
+    model_dir: Annotated[str, Dep]
+    tokens_dir: Annotated[str, Dep]
+    #: its task files (``tasks[].path``) are deps too
     eval: EvalSpec
     seq_len: int
     batch_size: int
     threads: int | None = None
-    metrics: str
-    perf: str
+    metrics: Annotated[str, Metric]
+    #: the folder that receives ``PERF_FILE`` (cached: the numbers depend on the machine)
+    out_dir: Annotated[str, Out]
 
 
 class ReportConfig(StrictModel):
-    phase1_metrics: list[str]
-    profile: str
-    ranking: str
-    eval_metrics: list[str]
-    eval_perf: list[str]
-    shapes: str
-    out_dir: str
+    phase1_metrics: Annotated[list[str], Dep]
+    #: the profile stage's folder (holding ``PROFILE_FILE``)
+    profile_dir: Annotated[str, Dep]
+    ranking: Annotated[str, Dep]
+    eval_metrics: Annotated[list[str], Dep]
+    #: the eval stages' folders (each holding ``PERF_FILE``), in the order of ``eval_metrics``
+    eval_dirs: Annotated[list[str], Dep]
+    shapes: Annotated[str, Dep]
+    out_dir: Annotated[str, Committed]
 
 
 class ShapesConfig(StrictModel):
     grid: list[Allocation]
     baseline: Allocation
     model: ModelSpec
-    tokens_dir: str
-    out: str
-    metrics: str
+    tokens_dir: Annotated[str, Dep]
+    gate_report: Annotated[str, Dep]
+    out: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
 
 
 class ProfileConfig(StrictModel):
     """Latency/memory of every grid shape (random weights suffice: speed depends on shape only)."""
 
-    shapes: str
+    shapes: Annotated[str, Dep]
+    #: only its speed settings are used; the plan passes it with no tasks, so that task files
+    #: (path deps of ``EvalSpec``) are not deps of this stage
     eval: EvalSpec
     threads: int | None = None
-    out: str
+    #: the folder that receives ``PROFILE_FILE``
+    out_dir: Annotated[str, Out]

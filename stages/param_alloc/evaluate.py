@@ -9,9 +9,9 @@ from pathlib import Path
 from harness.io import atomic_path, write_json
 from harness.runtime import device as pick_device
 from harness.runtime import set_threads
-from harness.trainer import TrainConfig, evaluate
+from harness.trainer import TrainSettings, evaluate
 from stages.param_alloc.common import load_tokens
-from stages.param_alloc.configs import EvalStageConfig
+from stages.param_alloc.configs import PERF_FILE, EvalStageConfig
 from stages.param_alloc.model import load_model, numel
 from stages.param_alloc.perf import profile
 from stages.param_alloc.tasks import score_task
@@ -24,7 +24,7 @@ def run(cfg: EvalStageConfig) -> None:
     model, shape = load_model(cfg.model_dir)
     tokens, vocab = load_tokens(cfg.tokens_dir)
     tokenizer = Tokenizer.from_file(str(Path(cfg.tokens_dir) / "tokenizer.json"))
-    eval_cfg = TrainConfig(steps=1, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=1.0,
+    eval_cfg = TrainSettings(steps=1, batch_size=cfg.batch_size, seq_len=cfg.seq_len, lr=1.0,
                            eval_batches=cfg.eval.eval_batches, device="cpu")
     test_loss = evaluate(model, tokens["test"], eval_cfg, "cpu")
     metrics: dict[str, float] = {"test_loss": test_loss, "test_ppl": math.exp(min(test_loss, 50)),
@@ -38,8 +38,8 @@ def run(cfg: EvalStageConfig) -> None:
     device = pick_device("auto")
     perf = profile(model.to(device), vocab, cfg.eval.latency_seq_lens, cfg.eval.latency_repeats,
                    cfg.eval.throughput_batch, cfg.eval.throughput_seq_len, device)
-    with atomic_path(Path(cfg.perf).parent) as tmp:
+    with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
-        write_json(tmp / Path(cfg.perf).name, {**perf, "shape": shape.model_dump()})
+        write_json(tmp / PERF_FILE, {**perf, "shape": shape.model_dump()})
     write_json(cfg.metrics, metrics)
     print(f"test ppl {metrics['test_ppl']:.3f}; latency {perf}", flush=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.io import atomic_path, write_json
 from harness.runtime import device as pick_device
 from harness.runtime import set_threads
-from stages.param_alloc.configs import ProfileConfig, Shape
+from stages.param_alloc.configs import PROFILE_FILE, ProfileConfig, Shape
 from stages.param_alloc.model import build_model
 from stages.param_alloc.perf import profile
 
@@ -25,6 +25,6 @@ def run(cfg: ProfileConfig) -> None:
                        cfg.eval.throughput_batch, cfg.eval.throughput_seq_len, device)
         rows.append({"tag": row["tag"], **perf})
         print(f"{row['tag']}: {perf}", flush=True)
-    with atomic_path(Path(cfg.out).parent) as tmp:
+    with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
-        write_json(tmp / Path(cfg.out).name, {"device": device, "shapes": rows})
+        write_json(tmp / PROFILE_FILE, {"device": device, "shapes": rows})

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.io import atomic_path
-from stages.param_alloc.configs import ReportConfig
+from stages.param_alloc.configs import PERF_FILE, PROFILE_FILE, ReportConfig
 
 
 def pareto_mask(x: pd.Series, y: pd.Series) -> list[bool]:
@@ -48,7 +48,7 @@ def _pareto_plot(frame: pd.DataFrame, xcol: str, xlabel: str, path: Path) -> Non
 
 def run(cfg: ReportConfig) -> None:
     shapes = {r["tag"]: r for r in json.loads(Path(cfg.shapes).read_text())["shapes"]}
-    profile = {r["tag"]: r for r in json.loads(Path(cfg.profile).read_text())["shapes"]}
+    profile = {r["tag"]: r for r in json.loads((Path(cfg.profile_dir) / PROFILE_FILE).read_text())["shapes"]}
     ranking = json.loads(Path(cfg.ranking).read_text())
     rows = []
     for path in cfg.phase1_metrics:
@@ -66,8 +66,8 @@ def run(cfg: ReportConfig) -> None:
     lat_col = min((c for c in frame.columns if c.startswith("latency_ms_seq")),
                   key=lambda c: int(c.removeprefix("latency_ms_seq")))
     finals = []
-    for mpath, ppath in zip(cfg.eval_metrics, cfg.eval_perf):
-        m, p = json.loads(Path(mpath).read_text()), json.loads(Path(ppath).read_text())
+    for mpath, eval_dir in zip(cfg.eval_metrics, cfg.eval_dirs, strict=True):
+        m, p = json.loads(Path(mpath).read_text()), json.loads((Path(eval_dir) / PERF_FILE).read_text())
         finals.append({"run": Path(mpath).stem, "d_model": p["shape"]["d_model"], "n_layers": p["shape"]["n_layers"],
                        "d_ff": p["shape"]["d_ff"], **m,
                        **{k: v for k, v in p.items() if k not in ("shape", "device")}})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from harness.io import write_json
-from stages.param_alloc.common import load_tokens
+from stages.param_alloc.common import load_tokens, require_gate
 from stages.param_alloc.configs import ShapesConfig
 from stages.param_alloc.model import build_checked
 from stages.param_alloc.solver import describe, solve
 
 
 def run(cfg: ShapesConfig) -> None:
+    require_gate(cfg.gate_report)
     _, vocab = load_tokens(cfg.tokens_dir)
     rows = []
     for alloc in [*cfg.grid, cfg.baseline]:

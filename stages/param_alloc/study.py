@@ -42,20 +42,30 @@ class Grid(StrictModel):
         return [Allocation(embed_share=e, glu=g) for e in self.embed_share for g in self.glu]
 
 
-class TrainSpec(StrictModel):
-    seq_len: int = Field(..., ge=8)
-    batch_size: int = Field(..., ge=1)
-    micro_batch_size: int | None = Field(None, ge=1)
-    lr: float = Field(..., gt=0)
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(10, ge=0)
-    eval_batches: int = Field(4, ge=1)
-    checkpoint_every: int = Field(20, ge=1)
-    precision: str = "auto"
-    device: str = "auto"
-    threads: int | None = Field(None, ge=1)
+class TrainSpec(TrainSettings):
+    """The spec's ``train:`` section: :class:`TrainSettings` minus ``steps`` and ``seed``.
+
+    Why a subclass and not a second declaration: every trainer setting (and its default) comes
+    from ``TrainSettings``, so it cannot drift from the trainer. Two fields are not the spec's to
+    set here: ``steps`` follows from each phase's token budget (``phase1.tokens``,
+    ``phase2.tokens``) and ``seed`` is the spec's top-level ``seed``; giving either is an error.
+    """
+
+    steps: None = None
+
+    @model_validator(mode="after")
+    def _not_here(self) -> "TrainSpec":
+        given = sorted({"steps", "seed"} & self.model_fields_set)
+        if given:
+            raise ValueError(f"train: {', '.join(given)} may not be set here: steps follow from the phases' "
+                             "`tokens`, the seed is the spec's top-level `seed`")
+        return self
+
+    def settings(self, tokens: int, seed: int) -> TrainSettings:
+        """The trainer settings of a run of ``tokens`` training tokens."""
+        steps = max(1, tokens // (self.batch_size * self.seq_len))
+        return TrainSettings.model_validate(
+            {**self.model_dump(), "steps": steps, "warmup_steps": min(self.warmup_steps, steps), "seed": seed})
 
 
 class Phase1Spec(StrictModel):

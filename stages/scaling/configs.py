@@ -1,7 +1,13 @@
-"""Typed configs of the scaling stages, and the spec fragments they are built from.
+"""Typed configs of the scaling stages that do not train models, and the spec fragments they use.
 
 Kept free of heavy imports (no torch, scipy, pandas) so that planning and compiling stay fast:
-``harness run`` re-plans every spec before it runs a single stage.
+``harness run`` re-plans every spec before it runs a single stage. Kept free of the model and
+trainer code too: this module is a code dependency of every stage whose config it declares, so
+the configs of the stages that build and train models (sweep, coord) live in
+:mod:`stages.scaling.lmconfigs`, and editing the trainer does not rerun the fits.
+
+Every path a stage reads or writes is a typed field (``Dep``, ``Out``, ``Metric``, ``Committed``):
+the compiled ``dvc.yaml`` entry is derived from these, so the code and the DAG cannot disagree.
 """
 
 from __future__ import annotations
@@ -10,8 +16,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, model_validator
 
-from harness.schema import StrictModel
-from stages.scaling.models import ModelSpec  # pydantic only at import time: no torch
+from harness.schema import Committed, Dep, Metric, Out, StrictModel
 
 Positive = Annotated[float, Field(gt=0)]
 
@@ -23,21 +28,21 @@ class EpochSource(StrictModel):
     """Besiroglu et al. (2024) extraction of Chinchilla: columns N, C, loss; D = C / 6N."""
 
     kind: Literal["epoch"] = "epoch"
-    path: str
+    path: Annotated[str, Dep]
 
 
 class MisfittingSource(StrictModel):
     """Li et al. (2025) (Mis)Fitting checkpoints CSV."""
 
     kind: Literal["misfitting"] = "misfitting"
-    path: str
+    path: Annotated[str, Dep]
 
 
 class PorianSource(StrictModel):
     """Porian et al. (2024) summary pickle; ``config`` selects exactly one of its rows."""
 
     kind: Literal["porian"] = "porian"
-    path: str
+    path: Annotated[str, Dep]
     config: dict[str, str] = Field(..., min_length=1)
 
 
@@ -45,7 +50,7 @@ class CsvSource(StrictModel):
     """Any CSV already in the common layout (run, N, [N_no_emb], D, loss)."""
 
     kind: Literal["csv"] = "csv"
-    path: str
+    path: Annotated[str, Dep]
 
 
 class SyntheticSource(StrictModel):
@@ -91,13 +96,14 @@ class BudgetSpec(StrictModel):
 
 class TableConfig(StrictModel):
     name: str
+    #: a published source's ``path`` is a dep of the stage
     source: TableSource
-    #: the file a synthetic/sweep/csv source reads (resolved by the plan)
-    input: str | None = None
+    #: the file a synthetic/sweep source reads (resolved by the plan)
+    input: Annotated[str | None, Dep] = None
     select: Selection = Selection()
-    out: str
-    reference_out: str
-    metrics: str
+    out: Annotated[str, Out]
+    reference_out: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
 
 
 # -- fits ------------------------------------------------------------------------------------
@@ -165,7 +171,7 @@ class Reference(StrictModel):
 
 
 class FitConfig(StrictModel):
-    table: str
+    table: Annotated[str, Dep]
     table_name: str
     approach_name: str
     approach: ApproachSpec
@@ -175,9 +181,9 @@ class FitConfig(StrictModel):
     bootstrap: BootstrapSpec
     reference: Reference | None = None
     #: published values found in the source itself (Porian), written by the table stage
-    source_reference: str | None = None
-    metrics: str
-    details: str
+    source_reference: Annotated[str | None, Dep] = None
+    metrics: Annotated[str, Metric]
+    details: Annotated[str, Out]
 
 
 # -- synthetic data --------------------------------------------------------------------------
@@ -212,95 +218,37 @@ class SyntheticSpec(StrictModel):
 
 class SyntheticConfig(StrictModel):
     spec: SyntheticSpec
-    out: str
+    out: Annotated[str, Out]
 
 
-# -- width sweeps ----------------------------------------------------------------------------
+# -- corpus of the width sweeps (their configs: stages.scaling.lmconfigs) -------------------
 
 
 class CorpusConfig(StrictModel):
-    train: str
-    dev: str
+    train: Annotated[str, Dep]
+    dev: Annotated[str, Dep]
     #: a split shorter than this cannot fill one training window
     min_tokens: int = Field(1024, ge=2)
-    out_dir: str
-
-
-class SweepTrainSpec(StrictModel):
-    """Training of every run of a sweep (the shared trainer's knobs)."""
-
-    steps: int = Field(..., ge=1)
-    #: the effective batch (sequences per optimizer step); micro-batches are chosen by memory
-    batch_size: int = Field(..., ge=1)
-    seq_len: int = Field(..., ge=2)
-    warmup_steps: int = Field(0, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    eval_every: int = Field(0, ge=0)
-    eval_batches: int = Field(4, ge=1)
-    checkpoint_every: int = Field(50, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: torch intra-op threads on CPU. Small models: one thread is ~10x faster than two on a busy
-    #: 2-core machine (measured: 0.3 s vs 3.6-9.7 s for a width-64 run), OpenMP waits dominate
-    cpu_threads: int = Field(1, ge=1)
-
-
-class BatchingSpec(StrictModel):
-    """Memory budget a micro-batch must fit (on CPU: the measured bytes of a training step)."""
-
-    memory_budget_mb: float = Field(..., gt=0)
-
-
-class SweepConfig(StrictModel):
-    name: str
-    parametrization: Literal["sp", "mup"]
-    model: ModelSpec
-    widths: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=1)
-    lrs: list[Positive] = Field(..., min_length=1)
-    train: SweepTrainSpec
-    batching: BatchingSpec
-    seed: int = 0
-    corpus_dir: str
-    out_dir: str
-    metrics: str
-
-
-class CoordConfig(StrictModel):
-    """μP coordinate check: activation sizes per module over the first steps, across widths."""
-
-    name: str
-    model: ModelSpec
-    widths: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=3)
-    steps: int = Field(4, ge=1)
-    lr: Positive = 1e-2
-    batch_size: int = Field(8, ge=1)
-    seq_len: int = Field(32, ge=2)
-    seeds: int = Field(1, ge=1)
-    #: μP passes when no module's log2 size grows faster than this per doubling of width
-    flat_tolerance: float = Field(0.3, gt=0)
-    #: torch intra-op threads (see SweepTrainSpec.cpu_threads)
-    cpu_threads: int = Field(1, ge=1)
-    corpus_dir: str
-    out_dir: str
-    metrics: str
+    out_dir: Annotated[str, Out]
 
 
 # -- report ----------------------------------------------------------------------------------
 
 
 class StageOutput(StrictModel):
+    """An upstream stage's output folder and metrics file, both read by the report."""
+
     label: str
-    dir: str
-    metrics: str
+    dir: Annotated[str, Dep]
+    metrics: Annotated[str, Dep]
 
 
 class ReportConfig(StrictModel):
     #: details JSON of every fit stage
-    fits: list[str]
+    fits: Annotated[list[str], Dep]
     #: table name -> gated parquet (for the frontier scatter)
-    tables: dict[str, str]
+    tables: Annotated[dict[str, str], Dep]
     sweeps: list[StageOutput] = Field(default_factory=list)
     coords: list[StageOutput] = Field(default_factory=list)
-    out_dir: str
+    #: the report folder (``ctx.reports``), kept in git
+    out_dir: Annotated[str, Committed]

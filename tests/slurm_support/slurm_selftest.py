@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Annotated
 from pathlib import Path
 
 from pydantic import Field
 
 from harness.io import write_json
 from harness.spec import StudySpec
-from harness.study import PlanContext, StageDef, StrictModel, Study
+from harness.study import Dep, Metric, Out, PlanContext, StageDef, StrictModel, Study
 
 NAME = "slurm_selftest"
-WORK = f"work/{NAME}"
-METRICS = f"metrics/{NAME}"
 
 
 class TrainSection(StrictModel):
@@ -60,40 +59,41 @@ class SelftestSpec(StudySpec):
 class SourceConfig(StrictModel):
     message: str
     seed: int
-    out: str
+    out: Annotated[str, Out]
 
 
 class BranchConfig(StrictModel):
     branch: str
-    source: str
+    source: Annotated[str, Dep]
     work_s: float
     fail: bool
-    out: str
+    out: Annotated[str, Out]
 
 
 class JoinConfig(StrictModel):
-    inputs: list[str]
-    out: str
+    inputs: Annotated[list[str], Dep]
+    out: Annotated[str, Metric]
 
 
 class TrainStageConfig(StrictModel):
     seed: int
     train: TrainSection
-    out: str
+    out: Annotated[str, Metric]
 
 
 class DdpConfig(StrictModel):
     seed: int
     ddp: DdpSection
-    out: str
+    out: Annotated[str, Metric]
 
 
 def plan(spec: SelftestSpec, ctx: PlanContext) -> list[StageDef]:
+    WORK, METRICS = ctx.work, ctx.metrics  # noqa: N806 - profile-scoped output folders
     func = f"{NAME}.study"
     source = f"{WORK}/source.json"
     stages = [StageDef(name=f"{NAME}-source", func=f"{func}:run_source", kind="prep",
                        config=SourceConfig(message=spec.message, seed=spec.seed, out=source),
-                       reads=["message", "seed"], outs=[source], resources=spec.resources_for("prep"))]
+                       reads=["message", "seed"], resources=spec.resources_for("prep"))]
     outs = []
     for b in spec.branches:
         out = f"{WORK}/branch-{b}.json"
@@ -101,21 +101,20 @@ def plan(spec: SelftestSpec, ctx: PlanContext) -> list[StageDef]:
         stages.append(StageDef(name=f"{NAME}-branch-{b}", func=f"{func}:run_branch", kind="branch",
                                config=BranchConfig(branch=b, source=source, work_s=spec.work_s, fail=spec.fail == b,
                                                    out=out),
-                               reads=["work_s", "fail"], deps=[source], outs=[out],
+                               reads=["work_s", "fail"],
                                resources=spec.resources_for("branch")))
     stages.append(StageDef(name=f"{NAME}-join", func=f"{func}:run_join", kind="join",
-                           config=JoinConfig(inputs=outs, out=f"{METRICS}/join.json"), deps=outs,
-                           metrics=[f"{METRICS}/join.json"], resources=spec.resources_for("join")))
+                           config=JoinConfig(inputs=outs, out=f"{METRICS}/join.json"), resources=spec.resources_for("join")))
     for i in range(spec.train.variants):
         out = f"{METRICS}/train-{i}.json"
         stages.append(StageDef(name=f"{NAME}-train-{i}", func=f"{func}:run_train", kind="train",
                                config=TrainStageConfig(seed=spec.seed + i, train=spec.train, out=out),
-                               reads=["seed", "train"], metrics=[out], resources=spec.resources_for("train")))
+                               reads=["seed", "train"], resources=spec.resources_for("train")))
     if spec.ddp.enabled:
         out = f"{METRICS}/ddp.json"
         stages.append(StageDef(name=f"{NAME}-ddp", func=f"{func}:run_ddp", kind="ddp",
                                config=DdpConfig(seed=spec.seed, ddp=spec.ddp, out=out),
-                               reads=["seed", "ddp"], metrics=[out], resources=spec.resources_for("ddp")))
+                               reads=["seed", "ddp"], resources=spec.resources_for("ddp")))
     return stages
 
 
