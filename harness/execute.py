@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 
-def load_stage_config(root: Path, name: str, profile: str) -> tuple[str, Any, str] | None:
-    """``(func, config, source)`` from the stage's config file; ``None`` when there is none."""
+def load_stage_config(root: Path, name: str, profile: str) -> tuple[str, Any, str, set[str]] | None:
+    """``(func, config, source, machinery)`` from the stage's config file; ``None`` without one.
+
+    ``machinery``: the project modules loaded before the stage's own config class is imported.
+    """
     from harness.compiler import config_file
     from harness.spec import SpecError
     from harness.study import resolve
@@ -27,9 +31,10 @@ def load_stage_config(root: Path, name: str, profile: str) -> tuple[str, Any, st
     if not path.exists():
         return None
     doc = json.loads(path.read_text())
+    machinery = loaded_project_files(root)
     try:
         cls = resolve(doc["config_class"])
-        return doc["func"], cls.model_validate(doc["config"]), rel
+        return doc["func"], cls.model_validate(doc["config"]), rel, machinery
     except Exception as exc:  # noqa: BLE001 - a config file the code no longer accepts
         raise SpecError([f"{rel}: no longer matches {doc.get('config_class')} ({exc}); "
                          "run `dvc repro` (or `harness check-params`) to rewrite it"]) from None
@@ -46,12 +51,46 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
 
         stage, _ = find_stage(root, name, profile)
         func, config, source = stage.func, stage.config, "planned from specs (no config file yet)"
+        before = None
     else:
-        func, config, source = found
+        func, config, source, before = found
     os.environ[STAGE_ENV] = name
     install_signal_handlers()
     print(f"[harness] {name}: {func} (config: {source})", flush=True)
     t0 = time.perf_counter()
     resolve(func)(config)
     print(f"[harness] {name}: done in {time.perf_counter() - t0:.1f}s", flush=True)
+    if before is not None:
+        _write_trace(root, name, profile, before)
     return 0
+
+
+def loaded_project_files(root: Path) -> set[str]:
+    """Project-relative paths of the project's modules this process has imported."""
+    found = set()
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if not path:
+            continue
+        try:
+            found.add(Path(path).resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            continue
+    return found
+
+
+def _write_trace(root: Path, name: str, profile: str, before: set[str]) -> None:
+    """Record which project modules the stage really loaded (checked against its compiled deps).
+
+    ``machinery`` are the modules ``harness run`` itself had loaded before the stage's config
+    class was imported; the test of derived code deps checks that set separately.
+    """
+    from harness.compiler import configs_dir
+
+    trace = {"stage": name, "machinery": sorted(before), "loaded": sorted(loaded_project_files(root) - before)}
+    path = root / configs_dir(profile).replace("/configs", "/traces") / f"{name}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(trace, indent=1) + "\n")
+    except OSError:  # a trace is a diagnostic: never fail a finished stage over it
+        pass

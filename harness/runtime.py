@@ -2,6 +2,11 @@
 
 The stage name, checkpoint directory and device are facts about *this execution*, not about what
 the stage computes, so they are not part of the typed config (and so not part of any hash).
+
+CPU kernel pinning (``pin_cpu_kernels``) is the exception that *does* shape results: numpy,
+OpenBLAS, MKL, oneDNN and ATen each pick SIMD kernels for the CPU they find, and an AVX-512 box
+rounds differently from an AVX2 one. The CLI pins them all to one instruction set before anything
+imports numpy or torch. This module imports neither at its top, so that pinning can run first.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ def set_threads(n: int | None) -> None:
 
 def seed_everything(seed: int) -> None:
     """Seed every RNG a stage may touch; call once at the start of stage code."""
+    import numpy as np
     import torch
 
     random.seed(seed)

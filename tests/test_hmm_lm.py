@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.trainer import TrainConfig
+from harness.trainer import TrainSettings
 from harness.validation import GateFailure
 from stages.hmm_icl.baselines import kl_rows
 from stages.hmm_icl.configs import GridPoint, IclConfig, IclSpec, LlamaSpec, LmTrainConfig, SampleConfig, SynthSpec
@@ -38,10 +38,9 @@ def _hmm():
 def _train_config(root: Path, shards: Path, steps: int = 80) -> LmTrainConfig:
     return LmTrainConfig(
         point=POINT, model=LlamaSpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
-        train=TrainConfig(steps=steps, batch_size=16, seq_len=L + 1, lr=5e-3, warmup_steps=5, eval_every=0,
-                          eval_batches=2, checkpoint_every=40, device="cpu", seed=1),
-        shards_dir=str(shards), out_dir=str(root / "lm"), metrics=str(root / "lm.json"), curve=str(root / "lm.csv"),
-        torch_threads=1)
+        train=TrainSettings(steps=steps, batch_size=16, seq_len=L + 1, lr=5e-3, warmup_steps=5, eval_every=0,
+                            eval_batches=2, checkpoint_every=40, device="cpu", seed=1, threads=1),
+        shards_dir=str(shards), out_dir=str(root / "lm"), metrics=str(root / "lm.json"), curve=str(root / "lm.csv"))
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,10 @@ def test_smoke_plan_has_one_fit_per_grid_point_and_valid_names():
     assert names[-1] == "hmm_icl-report"
     for stage in stages:
         assert callable(stage.resolve_func())
-        for out in stage.outs:
+        paths = stage.paths()
+        for out, _ in paths["outs"]:
             assert out.startswith("work/hmm_icl/")
-        for m in stage.metrics:
+        for m, _ in paths["metrics"]:
             assert m.startswith("metrics/hmm_icl/")
 
 
@@ -47,6 +48,32 @@ def test_full_profile_covers_the_design_grid_on_gpu():
     trains = [s for s in stages if s.name.startswith("hmm_icl-train-")]
     assert len(trains) == len(spec.synthetic.points) == 3
     assert all(t.config.train.seq_len == t.config.point.seq_len + 1 for t in trains)
+    # a profile of its own: nothing of full is written where smoke writes
+    for stage in stages:
+        paths = stage.paths()
+        written = [p for section in ("outs", "outs_no_cache", "metrics", "plots") for p, _ in paths[section]]
+        assert written and all(p.split("/")[1] == "full" for p in written), stage.name
+
+
+def test_stage_paths_are_declared_on_the_configs():
+    stages = {s.kind: s for s in _load().plan()}
+    corpus = stages["data"].paths()
+    assert [p for p, _ in corpus["deps"]] == ["data/tinystories_like/stories.txt"]
+    train = stages["train"]
+    assert [p for p, _ in train.paths()["deps"]] == [train.config.shards_dir]
+    assert train.paths()["plots"] == [(train.config.curve, {"x": "step", "y": "train_loss"})]
+    assert train.config.train.threads == 1 and train.config.train.seq_len == train.config.point.seq_len + 1
+    report = stages["report"].paths()
+    assert report["outs_no_cache"] == [("reports/hmm_icl", {})]
+    assert {p for p, _ in report["deps"]} >= set(stages["report"].config.icl_curves)
+
+
+def test_trainer_fields_the_study_fixes_are_spec_errors(tmp_path):
+    text = SPEC.read_text().replace("device: cpu, threads: 1}", "device: cpu, threads: 1, seq_len: 64}")
+    bad = tmp_path / "hmm_icl.yaml"
+    bad.write_text(text)
+    with pytest.raises(SpecError, match="seq_len"):
+        load_spec(bad, load_params(REPO / "params.yaml"), discover_studies())
 
 
 def test_knobs_reach_exactly_the_stages_that_read_them():

@@ -12,7 +12,7 @@ import pytest
 
 from harness import runtime
 from stages.mixture_sim import data as mixture_domains
-from harness.trainer import TrainConfig
+from harness.trainer import TrainSettings
 from stages.mixture_sim.configs import (
     ChoiceAccuracy, EvalLoss, LMShape, MixtureSampling, RunStageConfig, TableStageConfig, TrainLoss,
 )
@@ -63,7 +63,7 @@ def test_datagen_is_deterministic_and_domains_are_distinct(corpora, tmp_path):
 
 def test_mixed_stream_follows_proportions(corpora):
     props = {"wikipedia": 0.5, "github": 0.3, "book": 0.2}
-    ids = mixed_stream({d: str(corpora / d) for d in props}, props, 10_000)
+    ids = mixed_stream({d: str(corpora / d / "train.txt") for d in props}, props, 10_000)
     assert len(ids) == 10_000
     wiki = (corpora / "wikipedia" / "train.txt").read_bytes()[:5000]
     assert bytes(ids[:5000].astype(np.uint8)) == wiki
@@ -110,10 +110,10 @@ def _run_config(corpora: Path, tmp: Path, run_id: str, props: list[float], shape
     measures["eval/downstream/arc_easy_acc"] = ChoiceAccuracy(tasks=str(tasks / "arc_easy_style.jsonl"))
     return RunStageConfig(
         run_id=run_id, proportions=dict(zip(schema.domains, props)),
-        corpora={d: str(corpora / v) for d, v in DOMAINS.items()}, model=shape,
-        train=TrainConfig(steps=24, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=4, checkpoint_every=5,
-                          device="cpu"),
-        threads=1, train_tokens=20_000, eval_steps=[8, 16, 24], eval_tokens=512, task_items=8, measures=measures,
+        train_texts={d: str(corpora / v / "train.txt") for d, v in DOMAINS.items()}, model=shape,
+        train=TrainSettings(steps=24, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=4, checkpoint_every=5,
+                            device="cpu", threads=1),
+        train_tokens=20_000, eval_steps=[8, 16, 24], eval_tokens=512, task_items=8, measures=measures,
         table=schema, out=str(tmp / f"{run_id}.parquet"))
 
 

@@ -11,6 +11,7 @@ from harness.study import discover_studies
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = REPO / "specs" / "mixture_sim.yaml"
+DOMAIN_DIRS = ("wikipedia", "stackexchange", "github", "arxiv", "book")
 
 
 def _load(text: str | None = None, profile: str = "smoke", tmp_path: Path | None = None):
@@ -44,10 +45,17 @@ def test_both_profiles_plan_a_consistent_dag(profile):
     assert sum(1 for s in stages if s.kind == "fit") == n_points
     for stage in runs:
         assert abs(sum(stage.config.proportions.values()) - 1.0) < 1e-9
-        assert stage.deps == ["data/mixture_domains"]
-        assert stage.config.train.seed == spec.seed
+        deps = [p for p, _ in stage.paths()["deps"]]
+        # the exact files a run reads: each domain's train.txt, the eval corpora and task files
+        assert set(deps) == {f"data/mixture_domains/{d}/{f}" for d in DOMAIN_DIRS for f in ("train.txt", "eval.txt")} | {
+            f"data/mixture_domains/{d}/eval.txt" for d in ("commoncrawl", "c4")} | {
+            f"data/mixture_domains/tasks/{t}_style.jsonl" for t in ("hellaswag", "piqa", "arc_easy")}
+        assert [p for p, _ in stage.paths()["outs"]] == [stage.config.out]
+        assert stage.config.train.seed == spec.seed and stage.config.train.eval_every == 0
     table = stages[len(runs)]
-    assert table.deps == [s.config.out for s in runs]
+    assert [p for p, _ in table.paths()["deps"]] == [s.config.out for s in runs]
+    work = "work/mixture_sim" if profile == "smoke" else f"work/{profile}/mixture_sim"
+    assert all(p.startswith(work + "/") for s in stages for p, _ in s.paths()["outs"])
     assert loaded.knobs_under(runs[0].reads) == {"seed", "mixture_corpora"}
     assert loaded.knobs_under(table.reads) == set()  # table building reads no knob
 
@@ -77,3 +85,12 @@ def test_unknown_log_feature_and_bad_split_kind_are_named(tmp_path):
 def test_typo_in_a_regressor_grid_is_rejected_with_position(tmp_path):
     message = _broken(tmp_path, "grid: {alpha: [0.1, 10.0]}", "grid: {alpah: [0.1, 10.0]}")
     assert "alpah" in message and "unknown field" in message
+
+
+def test_train_section_is_the_shared_trainer_settings(tmp_path):
+    from harness.trainer import TrainSettings
+
+    spec = _load().spec
+    assert type(spec.source.train) is TrainSettings and spec.source.train.weight_decay == 0.1
+    message = _broken(tmp_path, "device: cpu, threads: 1}", "device: cpu, threads: 1, seed: 3}")
+    assert "top-level `seed`" in message

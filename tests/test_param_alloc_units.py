@@ -134,3 +134,59 @@ def test_gate_blocks_overlapping_splits_and_empty_rows(tmp_path: Path):
     corpus, _ = _corpus_and_tokens(tmp_path, ids, counts, texts)
     with pytest.raises(GateFailure, match=r"articles/test-disjoint.*\n.*doc_hash.*1 of 1 rows"):
         gate.check_articles(corpus)
+
+
+def _param_alloc_plan(profile: str = "smoke", edit=None):
+    import yaml
+
+    from harness.spec import load_params, load_spec
+    from stages.param_alloc.study import STUDY
+
+    text = (REPO_ROOT / "specs" / "param_alloc.yaml").read_text()
+    path = REPO_ROOT / "specs" / "param_alloc.yaml"
+    if edit is not None:
+        data = yaml.safe_load(text)
+        edit(data)
+        path = Path(pytest.importorskip("tempfile").mkdtemp()) / "param_alloc.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    params = load_params(REPO_ROOT / "params.yaml")
+    return load_spec(path, params, {"param_alloc": STUDY}, profile=profile)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_train_section_is_trainer_settings_minus_steps_and_seed():
+    from harness.spec import SpecError
+    from harness.trainer import TrainSettings
+
+    item = _param_alloc_plan()
+    stages = {s.name: s for s in item.plan()}
+    cfg = stages["param_alloc-phase1-e25_g2_0"].config
+    assert type(cfg.train) is TrainSettings
+    t = item.spec.train
+    assert cfg.train.steps == item.spec.phase1.tokens // (t.batch_size * t.seq_len)
+    assert cfg.train.seed == item.spec.seed
+    # every stage config round-trips through its JSON config file exactly
+    for stage in stages.values():
+        assert type(stage.config).model_validate(stage.config.model_dump(mode="json")) == stage.config
+    for key in ("steps", "seed"):
+        with pytest.raises(SpecError, match=key):
+            _param_alloc_plan(edit=lambda d, key=key: d["train"].update({key: 5}))
+
+
+def test_paths_are_declared_on_configs_and_follow_the_profile():
+    from harness.study import declared_paths
+
+    smoke = {s.name: s for s in _param_alloc_plan().plan()}
+    paths = declared_paths(smoke["param_alloc-prepare"].config)
+    assert {p for p, _ in paths["deps"]} == {"data/param_alloc/corpus.txt"}
+    ev = declared_paths(smoke["param_alloc-eval-top1"].config)
+    assert {p for p, _ in ev["deps"]} >= {"work/param_alloc/phase2/top1", "data/param_alloc/tasks/sst2.tsv"}
+    assert [p for p, _ in ev["outs"]] == ["work/param_alloc/eval/top1"]
+    prof = declared_paths(smoke["param_alloc-profile"].config)
+    assert [p for p, _ in prof["deps"]] == ["work/param_alloc/shapes.json"]  # no task files
+    full = {s.name: s for s in _param_alloc_plan("full").plan()}
+    report = declared_paths(full["param_alloc-report"].config)
+    assert [p for p, _ in report["outs_no_cache"]] == ["reports/full/param_alloc"]
+    assert all(p.startswith(("work/full/", "metrics/full/")) for p, _ in report["deps"])

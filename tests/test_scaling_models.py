@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from stages.scaling.data import corpus
-from harness.trainer import TrainConfig, train_lm
+from harness.trainer import TrainSettings, train_lm
 from stages.scaling.batching import measure_step_bytes, plan_for_model, plan_micro_batch
 from stages.scaling.coord import coord_data, slopes, verdict
-from stages.scaling.configs import CoordConfig
+from stages.scaling.lmconfigs import CoordConfig
 from stages.scaling.models import LSTMSpec, TransformerSpec, build_model, optimizer_factory, parameter_counts
 from stages.scaling.sweep import optimal_lr
 
@@ -49,8 +49,8 @@ def test_k_micro_batches_give_the_full_batch_update(ids, spec, parametrization):
     states = []
     for micro in (8, 2):
         model = build_model(spec, 32, parametrization, seed=3)
-        cfg = TrainConfig(steps=1, batch_size=8, micro_batch_size=micro, seq_len=16, lr=1e-2, seed=5,
-                          weight_decay=0.1, device="cpu", precision="fp32")
+        cfg = TrainSettings(steps=1, batch_size=8, micro_batch_size=micro, seq_len=16, lr=1e-2, seed=5,
+                              weight_decay=0.1, device="cpu", precision="fp32")
         train_lm(model, ids, None, cfg, optimizer_factory=optimizer_factory(parametrization), log=lambda _: None)
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     full, accumulated = states

@@ -17,9 +17,9 @@ import pytest
 from stages.scaling.data import corpus
 from stages.scaling import sweep
 from stages.scaling.configs import (
-    BatchingSpec, BootstrapSpec, BudgetSpec, CorpusConfig, EnvelopeSpec, FitConfig, Selection, SweepConfig,
-    SweepSource, SweepTrainSpec, TableConfig,
+    BootstrapSpec, BudgetSpec, CorpusConfig, EnvelopeSpec, FitConfig, Selection, SweepSource, TableConfig,
 )
+from stages.scaling.lmconfigs import BatchingSpec, SweepConfig, SweepTrain
 from stages.scaling.corpus import run as corpus_stage
 from stages.scaling.fit import run as fit_stage
 from stages.scaling.models import TransformerSpec
@@ -38,8 +38,8 @@ def corpus_dir(tmp_path_factory) -> str:
 def config(corpus_dir: str, out: Path, budget_mb: float = 64.0) -> SweepConfig:
     return SweepConfig(name="tiny", parametrization="mup", model=TransformerSpec(depth=1, max_seq_len=16, base_width=8),
                        widths=[8, 16], lrs=[0.01, 0.05],
-                       train=SweepTrainSpec(steps=6, batch_size=4, seq_len=16, eval_every=2, eval_batches=1,
-                                            device="cpu"),
+                       train=SweepTrain(steps=6, batch_size=4, seq_len=16, weight_decay=0.0, eval_every=2,
+                                        eval_batches=1, device="cpu", threads=1),
                        batching=BatchingSpec(memory_budget_mb=budget_mb), corpus_dir=corpus_dir,
                        out_dir=str(out / "sweep"), metrics=str(out / "metrics.json"))
 

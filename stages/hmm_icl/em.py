@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness.runtime import torch_threads
 from stages.hmm_icl.configs import EmSpec
 from stages.hmm_icl.forward import loglik_per_token
 from stages.hmm_icl.hmm import HmmParams, from_pomegranate, load_into, project, random_params, to_pomegranate

@@ -1,7 +1,7 @@
-"""Scoped torch settings: default dtype and intra-op thread count, restored on exit.
+"""Scoped torch default dtype, restored on exit (thread counts: ``harness.runtime.torch_threads``).
 
-Why scoped: both are process-global in torch; a stage may set them for its own work, but a test
-process that calls several stages (or other studies' code) must not inherit them.
+Why scoped: it is process-global in torch; a stage may set it for its own work, but a test
+process that calls several stages (or other studies' code) must not inherit it.
 """
 
 from __future__ import annotations
@@ -21,23 +21,3 @@ def default_dtype(dtype) -> Iterator[None]:
         yield
     finally:
         torch.set_default_dtype(old)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (None: leave torch's setting alone).
-
-    Why: the smoke models are tiny, so every op is a few microseconds and thread hand-offs
-    dominate; on a busy 2-core machine one thread measured ~40x faster per Llama step than two.
-    """
-    import torch
-
-    if not n:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

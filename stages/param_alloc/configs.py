@@ -171,13 +171,13 @@ class EvalStageConfig(StrictModel):
 
 class ReportConfig(StrictModel):
     phase1_metrics: Annotated[list[str], Dep]
+    ranking: Annotated[str, Dep]
+    shapes: Annotated[str, Dep]
     #: the profile stage's folder (holding ``PROFILE_FILE``)
     profile_dir: Annotated[str, Dep]
-    ranking: Annotated[str, Dep]
     eval_metrics: Annotated[list[str], Dep]
     #: the eval stages' folders (each holding ``PERF_FILE``), in the order of ``eval_metrics``
     eval_dirs: Annotated[list[str], Dep]
-    shapes: Annotated[str, Dep]
     out_dir: Annotated[str, Committed]
 
 

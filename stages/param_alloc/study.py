@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study, StrictModel
-from harness.trainer import EarlyStopConfig
+from harness.trainer import EarlyStopConfig, TrainSettings
 from stages.param_alloc.configs import (
     Allocation, CorpusFiles, EvalSpec, EvalStageConfig, GateConfig, LrFindConfig, ModelSpec,
     OverfitConfig, PrepareConfig, ProfileConfig, RankConfig, ReportConfig, ShapesConfig, TokenizeConfig,
@@ -23,9 +23,6 @@ from stages.param_alloc.configs import (
 )
 
 STUDY_NAME = "param_alloc"
-W = f"work/{STUDY_NAME}"
-M = f"metrics/{STUDY_NAME}"
-P = f"plots/{STUDY_NAME}"
 
 
 #: an embedding share is a fraction of the budget: strictly between 0 and 1
@@ -115,132 +112,93 @@ class ParamAllocSpec(StudySpec):
         return self
 
 
-def _train_config(spec: ParamAllocSpec, tokens: int):
-    from harness.trainer import TrainConfig
-
-    t = spec.train
-    steps = max(1, tokens // (t.batch_size * t.seq_len))
-    return TrainConfig(
-        steps=steps, batch_size=t.batch_size, micro_batch_size=t.micro_batch_size, seq_len=t.seq_len,
-        lr=t.lr, warmup_steps=min(t.warmup_steps, steps), weight_decay=t.weight_decay, grad_clip=t.grad_clip,
-        seed=spec.seed, eval_every=t.eval_every, eval_batches=t.eval_batches,
-        checkpoint_every=t.checkpoint_every, precision=t.precision, device=t.device, threads=t.threads,
-    )
-
-
-def _data_deps(spec: ParamAllocSpec) -> list[str]:
-    deps = sorted(set(spec.data.files.values()))
-    return [f"data/{STUDY_NAME}" if d.startswith(f"data/{STUDY_NAME}/") else d for d in deps]
-
-
 def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
     res = spec.resources_for
+    W, M, P = ctx.work, ctx.metrics, ctx.plots
     corpus, tokens, gate = f"{W}/corpus", f"{W}/tokens", f"{W}/gate.json"
-    trainer_code = ["harness/trainer.py", "stages/param_alloc/common.py", "stages/param_alloc/model.py",
-                    "stages/param_alloc/solver.py",
-                    "stages/param_alloc/configs.py"]
-    data_in = [tokens, gate]
+    shapes = f"{W}/shapes.json"
     stages: list[StageDef] = [
         StageDef(name=f"{STUDY_NAME}-prepare", kind="data", func="stages.param_alloc.corpus:run",
-                 config=PrepareConfig(data=spec.data, out_dir=corpus), reads=["data"],
-                 deps=_data_deps(spec), outs=[corpus], resources=res("data")),
+                 config=PrepareConfig(data=spec.data, out_dir=corpus), reads=["data"], resources=res("data")),
         StageDef(name=f"{STUDY_NAME}-tokenize", kind="data", func="stages.param_alloc.tokenize:run",
                  config=TokenizeConfig(corpus_dir=corpus, tokenizer=spec.tokenizer, out_dir=tokens),
-                 reads=["tokenizer"], deps=[corpus], outs=[tokens], resources=res("data")),
+                 reads=["tokenizer"], resources=res("data")),
         StageDef(name=f"{STUDY_NAME}-gate", kind="gate", func="stages.param_alloc.gate:run",
-                 config=GateConfig(corpus_dir=corpus, tokens_dir=tokens, report=gate),
-                 deps=[corpus, tokens], outs=[gate], code_deps=["harness/validation.py"], resources=res("gate")),
+                 config=GateConfig(corpus_dir=corpus, tokens_dir=tokens, report=gate), resources=res("gate")),
         StageDef(name=f"{STUDY_NAME}-shapes", kind="solve", func="stages.param_alloc.shapes:run",
                  config=ShapesConfig(grid=spec.grid.points(), baseline=spec.baseline, model=spec.model,
-                                     tokens_dir=tokens, out=f"{W}/shapes.json", metrics=f"{M}/shapes.json"),
-                 reads=["grid", "baseline", "model"], deps=data_in, outs=[f"{W}/shapes.json"],
-                 metrics=[f"{M}/shapes.json"], code_deps=trainer_code, resources=res("solve")),
+                                     tokens_dir=tokens, gate_report=gate, out=shapes, metrics=f"{M}/shapes.json"),
+                 reads=["grid", "baseline", "model"], resources=res("solve")),
     ]
     common = dict(model=spec.model, tokens_dir=tokens, gate_report=gate)
+    phase1_train = spec.train.settings(spec.phase1.tokens, spec.seed)
     stages.append(StageDef(
         name=f"{STUDY_NAME}-lr_find", kind="train", func="stages.param_alloc.lr_find:run",
-        config=LrFindConfig(allocation=spec.baseline, train=_train_config(spec, spec.phase1.tokens),
+        config=LrFindConfig(allocation=spec.baseline, train=phase1_train,
                             lr_min=spec.lr_find.lr_min, lr_max=spec.lr_find.lr_max, steps=spec.lr_find.steps,
                             metrics=f"{M}/lr_find.json", curve=f"{P}/lr_find.csv", **common),
-        reads=["baseline", "model", "train", "seed", "lr_find", "phase1"], deps=data_in,
-        metrics=[f"{M}/lr_find.json"], plots=[{f"{P}/lr_find.csv": {"x": "lr", "y": "loss"}}],
-        code_deps=trainer_code, resources=res("train")))
-    overfit_train = _train_config(spec, spec.phase1.tokens).model_copy(
+        reads=["baseline", "model", "train", "seed", "lr_find", "phase1"], resources=res("train")))
+    overfit_train = phase1_train.model_copy(
         update={"batch_size": spec.overfit.batch_size, "micro_batch_size": None, "lr": spec.overfit.lr})
     stages.append(StageDef(
         name=f"{STUDY_NAME}-overfit", kind="train", func="stages.param_alloc.overfit:run",
         config=OverfitConfig(allocation=spec.baseline, train=overfit_train, steps=spec.overfit.steps,
                              max_final_loss=spec.overfit.max_final_loss, metrics=f"{M}/overfit.json", **common),
-        reads=["baseline", "model", "train", "seed", "overfit", "phase1"], deps=data_in,
-        metrics=[f"{M}/overfit.json"], code_deps=trainer_code, resources=res("train")))
+        reads=["baseline", "model", "train", "seed", "overfit", "phase1"], resources=res("train")))
 
     phase1_metrics = []
     for point in spec.grid.points():
-        name = f"{STUDY_NAME}-phase1-{point.tag}"
         metrics = f"{M}/phase1/{point.tag}.json"
         phase1_metrics.append(metrics)
         stages.append(StageDef(
-            name=name, kind="train", func="stages.param_alloc.train:run",
-            config=TrainStageConfig(allocation=point, train=_train_config(spec, spec.phase1.tokens),
-                                    early_stop=spec.phase1.early_stop, out_dir=f"{W}/phase1/{point.tag}",
-                                    metrics=metrics, curve=f"{P}/phase1/{point.tag}.csv", **common),
-            reads=["grid", "model", "train", "seed", "phase1"], deps=data_in, outs=[f"{W}/phase1/{point.tag}"],
-            metrics=[metrics], plots=[{f"{P}/phase1/{point.tag}.csv": {"x": "tokens", "y": "dev_loss"}}],
-            code_deps=trainer_code, resources=res("train")))
+            name=f"{STUDY_NAME}-phase1-{point.tag}", kind="train", func="stages.param_alloc.train:run",
+            config=TrainStageConfig(allocation=point, train=phase1_train, early_stop=spec.phase1.early_stop,
+                                    out_dir=f"{W}/phase1/{point.tag}", metrics=metrics,
+                                    curve=f"{P}/phase1/{point.tag}.csv", **common),
+            reads=["grid", "model", "train", "seed", "phase1"], resources=res("train")))
 
     ranking = f"{W}/ranking.json"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-rank", kind="rank", func="stages.param_alloc.rank:run",
         config=RankConfig(phase1_metrics=phase1_metrics, top_k=spec.phase1.top_k, out=ranking,
                           metrics=f"{M}/ranking.json"),
-        reads=["phase1.top_k"], deps=phase1_metrics, outs=[ranking], metrics=[f"{M}/ranking.json"],
-        resources=res("rank")))
+        reads=["phase1.top_k"], resources=res("rank")))
 
-    evaluated: list[tuple[str, str]] = []
-    phase2_train = _train_config(spec, spec.phase2.tokens)
+    eval_metrics: list[str] = []
+    eval_dirs: list[str] = []
+    phase2_train = spec.train.settings(spec.phase2.tokens, spec.seed)
     runs = [(f"top{r}", None, r) for r in range(1, spec.phase1.top_k + 1)] + [("baseline", spec.baseline, None)]
     for label, allocation, rank in runs:
         out_dir = f"{W}/phase2/{label}"
-        metrics = f"{M}/phase2/{label}.json"
         reads = ["model", "train", "seed", "phase2"] + (["baseline"] if allocation else [])
         stages.append(StageDef(
             name=f"{STUDY_NAME}-phase2-{label}", kind="train", func="stages.param_alloc.train:run",
             config=TrainStageConfig(allocation=allocation, ranking_file=None if allocation else ranking,
-                                    rank=rank, train=phase2_train, out_dir=out_dir, metrics=metrics,
-                                    curve=f"{P}/phase2/{label}.csv", **common),
-            reads=reads, deps=data_in + ([] if allocation else [ranking]), outs=[out_dir], metrics=[metrics],
-            plots=[{f"{P}/phase2/{label}.csv": {"x": "tokens", "y": "dev_loss"}}],
-            code_deps=trainer_code, resources=res("train")))
-        eval_metrics, perf = f"{M}/eval/{label}.json", f"{W}/eval/{label}/perf.json"
-        evaluated.append((eval_metrics, perf))
+                                    rank=rank, train=phase2_train, out_dir=out_dir,
+                                    metrics=f"{M}/phase2/{label}.json", curve=f"{P}/phase2/{label}.csv", **common),
+            reads=reads, resources=res("train")))
+        eval_metrics.append(f"{M}/eval/{label}.json")
+        eval_dirs.append(f"{W}/eval/{label}")
         stages.append(StageDef(
             name=f"{STUDY_NAME}-eval-{label}", kind="eval", func="stages.param_alloc.evaluate:run",
             config=EvalStageConfig(model_dir=out_dir, tokens_dir=tokens, eval=spec.eval,
                                    seq_len=spec.train.seq_len, batch_size=spec.train.batch_size,
-                                   threads=spec.train.threads, metrics=eval_metrics, perf=perf),
-            reads=["eval", "train.seq_len", "train.batch_size", "train.threads"],
-            deps=[out_dir, tokens] + sorted({t.path for t in spec.eval.tasks}),
-            outs=[f"{W}/eval/{label}"], metrics=[eval_metrics],
-            code_deps=["stages/param_alloc/model.py", "stages/param_alloc/tasks.py", "stages/param_alloc/perf.py"],
-            resources=res("eval")))
+                                   threads=spec.train.threads, metrics=eval_metrics[-1], out_dir=eval_dirs[-1]),
+            reads=["eval", "train.seq_len", "train.batch_size", "train.threads"], resources=res("eval")))
 
-    profile_out = f"{W}/profile/profile.json"
+    profile_dir = f"{W}/profile"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-profile", kind="eval", func="stages.param_alloc.profile:run",
-        config=ProfileConfig(shapes=f"{W}/shapes.json", eval=spec.eval, threads=spec.train.threads,
-                             out=profile_out),
-        reads=["eval", "train.threads"], deps=[f"{W}/shapes.json"], outs=[f"{W}/profile"],
-        code_deps=["stages/param_alloc/model.py", "stages/param_alloc/perf.py"], resources=res("eval")))
+        # the profile measures speed only: no task files (they would be deps it never reads)
+        config=ProfileConfig(shapes=shapes, eval=spec.eval.model_copy(update={"tasks": []}),
+                             threads=spec.train.threads, out_dir=profile_dir),
+        reads=["eval", "train.threads"], resources=res("eval")))
 
-    report_dir = f"reports/{STUDY_NAME}"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.param_alloc.report:run",
-        config=ReportConfig(phase1_metrics=phase1_metrics, profile=profile_out, ranking=ranking,
-                            eval_metrics=[m for m, _ in evaluated], eval_perf=[p for _, p in evaluated],
-                            shapes=f"{W}/shapes.json", out_dir=report_dir),
-        deps=phase1_metrics + [ranking, f"{W}/shapes.json", f"{W}/profile"] + [m for m, _ in evaluated]
-        + [f"{W}/eval/{label}" for label, _, _ in runs],
-        outs_no_cache=[report_dir], resources=res("report")))
+        config=ReportConfig(phase1_metrics=phase1_metrics, profile_dir=profile_dir, ranking=ranking,
+                            eval_metrics=eval_metrics, eval_dirs=eval_dirs, shapes=shapes, out_dir=ctx.reports),
+        resources=res("report")))
     return stages
 
 

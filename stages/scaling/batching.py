@@ -3,7 +3,7 @@
 For a target (effective) batch B, the candidates are the divisors of B; each is *measured* by
 running one real forward, backward and optimizer step of the actual model on a micro-batch of
 that size, and the largest whose peak stays within the budget is chosen; the trainer then
-accumulates B / micro gradients per optimizer step (``TrainConfig.micro_batch_size``), so the
+accumulates B / micro gradients per optimizer step (``TrainSettings.micro_batch_size``), so the
 update is the full-batch one (tested) and tokens/step stay B · seq_len.
 
 How a step's memory is measured:

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from harness.io import atomic_path, write_json
-from harness.runtime import seed_everything
-from stages.scaling.configs import CoordConfig
+from harness.runtime import seed_everything, torch_threads
+from stages.scaling.lmconfigs import CoordConfig
 
 
 def coord_data(cfg: CoordConfig, parametrization: str, batch) -> pd.DataFrame:
@@ -74,12 +74,14 @@ def fixed_batch(cfg: CoordConfig):
 
 
 def run(cfg: CoordConfig) -> None:
+    seed_everything(0)
+    with torch_threads(cfg.cpu_threads):
+        _run(cfg)
+
+
+def _run(cfg: CoordConfig) -> None:
     from mup.coord_check import plot_coord_data
 
-    import torch
-
-    seed_everything(0)
-    torch.set_num_threads(cfg.cpu_threads)
     batch = fixed_batch(cfg)
     frames, summary, figures = [], {}, {}
     for parametrization in ("sp", "mup"):

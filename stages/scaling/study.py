@@ -21,14 +21,13 @@ from pydantic import Field, model_validator
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, StrictModel, Study
 from stages.scaling.configs import (
-    ApproachSpec, BatchingSpec, BootstrapSpec, BudgetSpec, CoordConfig, CorpusConfig, FitConfig, Reference,
-    ReportConfig, Selection, StageOutput, SweepConfig, SweepTrainSpec, SyntheticConfig, SyntheticSpec, TableConfig,
-    TableSource,
+    ApproachSpec, BootstrapSpec, BudgetSpec, CorpusConfig, FitConfig, Reference, ReportConfig, Selection, StageOutput,
+    SyntheticConfig, SyntheticSpec, TableConfig, TableSource,
 )
+from stages.scaling.lmconfigs import BatchingSpec, CoordConfig, SweepConfig, SweepTrain
 from stages.scaling.models import ModelSpec
 
 STUDY_NAME = "scaling"
-W, M = f"work/{STUDY_NAME}", f"metrics/{STUDY_NAME}"
 NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 
 
@@ -99,7 +98,8 @@ class ScalingSpec(StudySpec):
     bootstrap: BootstrapSpec
     tables: dict[str, TableSpec] = Field(..., min_length=1)
     corpus: CorpusSpec
-    train: SweepTrainSpec
+    #: the trainer's settings for every sweep run (lr from the sweep, seed from ``seed``)
+    train: SweepTrain
     batching: BatchingSpec
     sweeps: dict[str, SweepSpec] = Field(default_factory=dict)
     coord: dict[str, CoordSpec] = Field(default_factory=dict)
@@ -123,80 +123,70 @@ class ScalingSpec(StudySpec):
         for name, coord in self.coord.items():
             if coord.sweep not in self.sweeps:
                 raise ValueError(f"coord.{name}.sweep: {coord.sweep!r} not in sweeps ({sorted(self.sweeps)})")
+        if "seed" in self.train.model_fields_set:
+            raise ValueError("train.seed: sweep runs are seeded by the spec's top-level `seed`; leave it out here")
         return self
 
 
-def _table_input(spec: ScalingSpec, table: TableSpec) -> tuple[str | None, list[str]]:
-    """(file the table stage reads, its DVC deps) for every kind of source."""
+def _table_input(table: TableSpec, work: str) -> str | None:
+    """The file the table stage reads for a synthetic or sweep source (a published one: its ``path``)."""
     src = table.source
     if src.kind == "synthetic":
-        path = f"{W}/synthetic.csv"
-        return path, [path]
+        return f"{work}/synthetic.csv"
     if src.kind == "sweep":
-        out = f"{W}/sweeps/{src.sweep}-{src.parametrization}"
-        return f"{out}/runs.csv", [out]
-    return None, [src.path]
+        return f"{work}/sweeps/{src.sweep}-{src.parametrization}/runs.csv"
+    return None
 
 
 def plan(spec: ScalingSpec, ctx: PlanContext) -> list[StageDef]:
     res = spec.resources_for
+    W, M = ctx.work, ctx.metrics
     stages: list[StageDef] = []
     corpus_dir = f"{W}/corpus"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-synthetic", kind="data", func="stages.scaling.synthetic:run",
         config=SyntheticConfig(spec=spec.synthetic, out=f"{W}/synthetic.csv"), reads=["synthetic"],
-        outs=[f"{W}/synthetic.csv"], code_deps=["stages/scaling/configs.py"], resources=res("data")))
-    data_deps = sorted({p if not p.startswith(f"data/{STUDY_NAME}/") else f"data/{STUDY_NAME}"
-                        for p in (spec.corpus.train, spec.corpus.dev)})
+        resources=res("data")))
     stages.append(StageDef(
         name=f"{STUDY_NAME}-corpus", kind="data", func="stages.scaling.corpus:run",
         config=CorpusConfig(train=spec.corpus.train, dev=spec.corpus.dev, min_tokens=spec.corpus.min_tokens,
                             out_dir=corpus_dir),
-        reads=["corpus"], deps=data_deps, outs=[corpus_dir], code_deps=["harness/validation.py"],
-        resources=res("data")))
+        reads=["corpus"], resources=res("data")))
 
-    model_code = ["stages/scaling/models.py", "stages/scaling/configs.py", "harness/trainer.py"]
-    sweep_outputs: list[tuple[str, str, str]] = []
+    train = spec.train.model_copy(update={"seed": spec.seed})
+    sweep_outputs: list[StageOutput] = []
     for name, sweep in spec.sweeps.items():
         for parametrization in sweep.parametrizations:
             label = f"{name}-{parametrization}"
-            out, metrics = f"{W}/sweeps/{label}", f"{M}/sweep-{label}.json"
-            sweep_outputs.append((label, out, metrics))
+            out = StageOutput(label=label, dir=f"{W}/sweeps/{label}", metrics=f"{M}/sweep-{label}.json")
+            sweep_outputs.append(out)
             stages.append(StageDef(
                 name=f"{STUDY_NAME}-sweep-{label}", kind="train", func="stages.scaling.sweep:run",
                 config=SweepConfig(name=name, parametrization=parametrization, model=sweep.model,
-                                   widths=sweep.widths, lrs=sweep.lrs, train=spec.train,
-                                   batching=spec.batching, seed=spec.seed, corpus_dir=corpus_dir, out_dir=out,
-                                   metrics=metrics),
-                reads=[f"sweeps.{name}", "train", "batching", "seed"], deps=[corpus_dir], outs=[out],
-                metrics=[metrics], code_deps=model_code + ["stages/scaling/batching.py", "stages/scaling/corpus.py"],
-                resources=res("train")))
+                                   widths=sweep.widths, lrs=sweep.lrs, train=train, batching=spec.batching,
+                                   corpus_dir=corpus_dir, out_dir=out.dir, metrics=out.metrics),
+                reads=[f"sweeps.{name}", "train", "batching", "seed"], resources=res("train")))
 
-    coord_outputs: list[tuple[str, str, str]] = []
+    coord_outputs: list[StageOutput] = []
     for name, coord in spec.coord.items():
-        out, metrics = f"{W}/coord/{name}", f"{M}/coord-{name}.json"
-        coord_outputs.append((name, out, metrics))
+        out = StageOutput(label=name, dir=f"{W}/coord/{name}", metrics=f"{M}/coord-{name}.json")
+        coord_outputs.append(out)
         stages.append(StageDef(
             name=f"{STUDY_NAME}-coord-{name}", kind="probe", func="stages.scaling.coord:run",
-            config=CoordConfig(name=name, corpus_dir=corpus_dir, out_dir=out, metrics=metrics,
+            config=CoordConfig(name=name, corpus_dir=corpus_dir, out_dir=out.dir, metrics=out.metrics,
                                model=spec.sweeps[coord.sweep].model, **coord.model_dump(exclude={"sweep"})),
-            reads=[f"coord.{name}", f"sweeps.{coord.sweep}.model"], deps=[corpus_dir], outs=[out], metrics=[metrics], code_deps=model_code,
-            resources=res("probe")))
+            reads=[f"coord.{name}", f"sweeps.{coord.sweep}.model"], resources=res("probe")))
 
     fit_outputs: list[str] = []
     table_files: dict[str, str] = {}
     for tname, table in spec.tables.items():
-        source_file, deps = _table_input(spec, table)
         parquet, reference = f"{W}/tables/{tname}.parquet", f"{W}/tables/{tname}.reference.json"
         table_files[tname] = parquet
         stages.append(StageDef(
             name=f"{STUDY_NAME}-table-{tname}", kind="data", func="stages.scaling.table:run",
-            config=TableConfig(name=tname, source=table.source, input=source_file, select=table.select,
+            config=TableConfig(name=tname, source=table.source, input=_table_input(table, W), select=table.select,
                                out=parquet, reference_out=reference, metrics=f"{M}/table-{tname}.json"),
-            reads=[f"tables.{tname}.source", f"tables.{tname}.select"], deps=deps, outs=[parquet, reference],
-            metrics=[f"{M}/table-{tname}.json"],
-            code_deps=["stages/scaling/tables.py", "stages/scaling/gate.py", "harness/validation.py"],
-            resources=res("data")))
+            reads=[f"tables.{tname}.source", f"tables.{tname}.select"], resources=res("data")))
         for approach in table.fits:
             for parameters in table.parameters:
                 suffix = "" if parameters == "total" else "-noemb"
@@ -210,22 +200,13 @@ def plan(spec: ScalingSpec, ctx: PlanContext) -> list[StageDef]:
                                      budgets=table.budgets, bootstrap=spec.bootstrap,
                                      reference=table.reference.get(approach), source_reference=reference,
                                      metrics=f"{M}/fit-{label}.json", details=details),
-                    reads=[f"tables.{tname}", f"approaches.{approach}", "bootstrap"], deps=[parquet, reference],
-                    outs=[details], metrics=[f"{M}/fit-{label}.json"],
-                    code_deps=["stages/scaling/parametric.py", "stages/scaling/isoflop.py",
-                               "stages/scaling/profiles.py", "stages/scaling/powerlaw.py"],
-                    resources=res("fit")))
+                    reads=[f"tables.{tname}", f"approaches.{approach}", "bootstrap"], resources=res("fit")))
 
-    report_dir = f"reports/{STUDY_NAME}"
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.scaling.report:run",
-        config=ReportConfig(fits=fit_outputs, tables=table_files,
-                            sweeps=[StageOutput(label=lb, dir=o, metrics=m) for lb, o, m in sweep_outputs],
-                            coords=[StageOutput(label=lb, dir=o, metrics=m) for lb, o, m in coord_outputs],
-                            out_dir=report_dir),
-        deps=fit_outputs + list(table_files.values()) + [o for _, o, _ in sweep_outputs] + [m for _, _, m in sweep_outputs]
-        + [o for _, o, _ in coord_outputs] + [m for _, _, m in coord_outputs],
-        outs_no_cache=[report_dir], code_deps=["stages/scaling/plots.py"], resources=res("report")))
+        config=ReportConfig(fits=fit_outputs, tables=table_files, sweeps=sweep_outputs, coords=coord_outputs,
+                            out_dir=ctx.reports),
+        resources=res("report")))
     return stages
 
 

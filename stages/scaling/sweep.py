@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from harness.io import atomic_path, write_json
-from harness.runtime import checkpoint_dir, seed_everything
-from stages.scaling.configs import SweepConfig
+from harness.runtime import checkpoint_dir, seed_everything, torch_threads
+from stages.scaling.lmconfigs import SweepConfig
 
 
 def run_id(cfg: SweepConfig, width: int, lr: float) -> str:
@@ -66,16 +66,12 @@ def lr_shift(widths: list[int], best: list[dict]) -> dict[str, float]:
 
 
 def _train_one(cfg: SweepConfig, width: int, lr: float, micro: int, train_ids, dev_ids, ckpt: Path) -> tuple[dict, list]:
-    from harness.trainer import TrainConfig, clear_checkpoint, train_lm
+    from harness.trainer import clear_checkpoint, train_lm
     from stages.scaling.models import build_model, optimizer_factory, parameter_counts
 
     t = cfg.train
-    tcfg = TrainConfig(steps=t.steps, batch_size=t.batch_size, micro_batch_size=micro, seq_len=t.seq_len, lr=lr,
-                       min_lr_ratio=t.min_lr_ratio, warmup_steps=min(t.warmup_steps, t.steps),
-                       weight_decay=t.weight_decay, grad_clip=t.grad_clip, seed=cfg.seed, eval_every=t.eval_every,
-                       eval_batches=t.eval_batches, checkpoint_every=t.checkpoint_every, precision=t.precision,
-                       device=t.device)
-    model = build_model(cfg.model, width, cfg.parametrization, seed=cfg.seed)
+    tcfg = t.for_run(lr, micro)
+    model = build_model(cfg.model, width, cfg.parametrization, seed=t.seed)
     counts = parameter_counts(model)
     name = run_id(cfg, width, lr)
     row = {"run": name, "width": width, "lr": lr, **counts, "micro_batch": micro,
@@ -109,7 +105,7 @@ def batch_plans(cfg: SweepConfig) -> dict[int, dict]:
     device = pick_device(cfg.train.device)
     plans = {}
     for width in cfg.widths:
-        plan = plan_for_model(lambda: build_model(cfg.model, width, cfg.parametrization, seed=cfg.seed),
+        plan = plan_for_model(lambda: build_model(cfg.model, width, cfg.parametrization, seed=cfg.train.seed),
                               lambda m: torch.optim.AdamW(m.parameters(), lr=1e-3), cfg.train.batch_size,
                               cfg.train.seq_len, cfg.model.vocab_size, cfg.batching.memory_budget_mb, device)
         plans[width] = plan.record(cfg.train.seq_len)
@@ -119,12 +115,14 @@ def batch_plans(cfg: SweepConfig) -> dict[int, dict]:
 
 
 def run(cfg: SweepConfig) -> None:
+    seed_everything(cfg.train.seed)
+    with torch_threads(cfg.train.threads):  # the batch probes too, not only the runs
+        _run(cfg)
+
+
+def _run(cfg: SweepConfig) -> None:
     from stages.scaling.corpus import load_split
 
-    import torch
-
-    seed_everything(cfg.seed)
-    torch.set_num_threads(cfg.train.cpu_threads)
     train_ids, dev_ids = load_split(cfg.corpus_dir, "train"), load_split(cfg.corpus_dir, "dev")
     ckpt = checkpoint_dir(cfg)
     state_file = ckpt / "done.json"

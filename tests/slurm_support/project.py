@@ -87,6 +87,7 @@ def make_project(dest: Path, spec: dict | None = None, params: dict | None = Non
     study_dir = dest / "studies" / "slurm_selftest"
     study_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(SUPPORT / "slurm_selftest.py", study_dir / "study.py")
+    shutil.copy2(SUPPORT / "selftest_joiner.py", study_dir / "joiner.py")
     (study_dir / "__init__.py").write_text('"""Test-only study (copied by tests/slurm_support/project.py)."""\n')
     (dest / ".gitignore").write_text("/work/\n/.harness/\n__pycache__/\n")
     project = Project(dest)

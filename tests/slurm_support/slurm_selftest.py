@@ -103,7 +103,7 @@ def plan(spec: SelftestSpec, ctx: PlanContext) -> list[StageDef]:
                                                    out=out),
                                reads=["work_s", "fail"],
                                resources=spec.resources_for("branch")))
-    stages.append(StageDef(name=f"{NAME}-join", func=f"{func}:run_join", kind="join",
+    stages.append(StageDef(name=f"{NAME}-join", func=f"{NAME}.joiner:run_join", kind="join",
                            config=JoinConfig(inputs=outs, out=f"{METRICS}/join.json"), resources=spec.resources_for("join")))
     for i in range(spec.train.variants):
         out = f"{METRICS}/train-{i}.json"
@@ -128,11 +128,6 @@ def run_branch(cfg: BranchConfig) -> None:
     write_json(cfg.out, {"branch": cfg.branch, "message": source["message"]})
     if cfg.fail:  # after writing: the output exists but must never reach the DVC cache
         raise RuntimeError(f"branch {cfg.branch} fails on purpose")
-
-
-def run_join(cfg: JoinConfig) -> None:
-    parts = [json.loads(Path(p).read_text()) for p in cfg.inputs]
-    write_json(cfg.out, {"branches": [p["branch"] for p in parts], "n": len(parts)})
 
 
 def _tokens(seed: int, vocab: int, n: int):
