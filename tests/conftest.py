@@ -114,11 +114,11 @@ def repo_copy(tmp_path: Path):
 def prune_params(root: Path) -> None:
     """Drop knobs no remaining spec reads (the copy keeps only some studies)."""
     sys.path.insert(0, str(root))
-    from harness.spec import load_all
+    from harness.spec import load_profiles
 
     params = yaml.safe_load((root / "params.yaml").read_text())
-    _, loaded = load_all(root)
-    known = {"profile"}.union(*(item.all_knobs for item in loaded)) if loaded else {"profile"}
+    _, by_profile = load_profiles(root)
+    known = set().union(*(item.all_knobs for items in by_profile.values() for item in items))
     kept = {k: v for k, v in params.items() if k in known}
     (root / "params.yaml").write_text(yaml.safe_dump(kept, sort_keys=False))
 

@@ -73,6 +73,66 @@ def test_unknown_knob_rejected_and_nothing_runs(project):
     run(["git", "status", "--porcelain"], root)
 
 
+def _configs_mentioning(root: Path, key: str) -> set[str]:
+    """Independent reference: stages whose config file holds ``key`` (read from the files)."""
+    return {p.stem for p in (root / "work/_harness/configs").glob("*.json") if f'"{key}"' in p.read_text()}
+
+
+def _stale(root: Path) -> set[str]:
+    return set(json.loads(run(["dvc", "status", "--json"], root).stdout))
+
+
+def test_spec_value_reruns_only_the_stages_whose_config_holds_it(project):
+    root, _ = project
+    spec = root / "specs/param_alloc.yaml"
+    original = spec.read_text()
+    readers = _configs_mentioning(root, "latency_repeats")
+    assert readers and "param_alloc-phase1-e35_g2_0" not in readers
+    edit_yaml(spec, lambda s: s["eval"].update(latency_repeats=2))
+    try:
+        why = run(["harness", "status", "--direct"], root).stdout
+        for stage in readers:
+            assert f"{stage}: spec value eval.latency_repeats 1 -> 2" in why, why
+        run(["dvc", "repro", "check-params"], root)  # rewrites the configs; only changed files change hash
+        assert _stale(root) == readers, (_stale(root), readers)
+    finally:
+        spec.write_text(original)
+        run(["dvc", "repro", "check-params"], root)
+    assert _stale(root) == set()
+
+
+def test_editing_a_helper_function_stales_exactly_the_stages_that_loaded_it(project):
+    root, _ = project
+    helper = "stages/param_alloc/tasks.py"
+    loaders = {json.loads(p.read_text())["stage"] for p in (root / "work/_harness/traces").glob("*.json")
+               if helper in json.loads(p.read_text())["loaded"]}
+    assert loaders and not any("phase1" in s for s in loaders), loaders
+    path = root / helper
+    original = path.read_text()
+    path.write_text(original + "\n\ndef _unused_helper() -> int:\n    return 1\n")
+    try:
+        assert _stale(root) == loaders
+        why = run(["harness", "status"], root).stdout
+        assert any(f"{s}: {helper} changed (_unused_helper)" in why for s in loaders), why
+    finally:
+        path.write_text(original)
+    assert _stale(root) == set()
+
+
+def test_harness_status_names_the_knob(project):
+    root, _ = project
+    params = root / "params.yaml"
+    original = params.read_text()
+    edit_yaml(params, lambda p: p.update(glu=3.0))
+    try:
+        why = run(["harness", "status", "--json"], root).stdout
+        reasons = {s["stage"]: s["reasons"] for s in json.loads(why)}
+        assert "knob glu 2.66 -> 3.0" in reasons["param_alloc-shapes"], reasons
+        assert "param_alloc-phase1-e35_g2_0" not in reasons
+    finally:
+        params.write_text(original)
+
+
 def test_glu_knob_reruns_only_glu_stages_and_metrics_diff_shows_it(project):
     root, _ = project
     before = json.loads((root / "metrics/param_alloc/phase2/baseline.json").read_text())

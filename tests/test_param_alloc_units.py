@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import REPO, SHARED_DATA
 from harness.validation import GateFailure
 from stages.param_alloc import gate
 from stages.param_alloc.configs import Allocation, ModelSpec, TaskSpec
@@ -136,31 +136,28 @@ def test_gate_blocks_overlapping_splits_and_empty_rows(tmp_path: Path):
         gate.check_articles(corpus)
 
 
-def _param_alloc_plan(profile: str = "smoke", edit=None):
+
+def _param_alloc_spec(profile: str = "smoke", edit=None, tmp_path: Path | None = None):
+    """The shipped param_alloc spec loaded for ``profile``, optionally edited (written to tmp_path)."""
     import yaml
 
     from harness.spec import load_params, load_spec
     from stages.param_alloc.study import STUDY
 
-    text = (REPO_ROOT / "specs" / "param_alloc.yaml").read_text()
-    path = REPO_ROOT / "specs" / "param_alloc.yaml"
+    path = REPO / "specs" / "param_alloc.yaml"
     if edit is not None:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(path.read_text())
         edit(data)
-        path = Path(pytest.importorskip("tempfile").mkdtemp()) / "param_alloc.yaml"
+        path = tmp_path / "param_alloc.yaml"
         path.write_text(yaml.safe_dump(data, sort_keys=False))
-    params = load_params(REPO_ROOT / "params.yaml")
-    return load_spec(path, params, {"param_alloc": STUDY}, profile=profile)
+    return load_spec(path, load_params(REPO / "params.yaml"), {"param_alloc": STUDY}, profile=profile)
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_train_section_is_trainer_settings_minus_steps_and_seed():
+def test_train_section_is_trainer_settings_minus_steps_and_seed(tmp_path):
     from harness.spec import SpecError
     from harness.trainer import TrainSettings
 
-    item = _param_alloc_plan()
+    item = _param_alloc_spec()
     stages = {s.name: s for s in item.plan()}
     cfg = stages["param_alloc-phase1-e25_g2_0"].config
     assert type(cfg.train) is TrainSettings
@@ -172,13 +169,13 @@ def test_train_section_is_trainer_settings_minus_steps_and_seed():
         assert type(stage.config).model_validate(stage.config.model_dump(mode="json")) == stage.config
     for key in ("steps", "seed"):
         with pytest.raises(SpecError, match=key):
-            _param_alloc_plan(edit=lambda d, key=key: d["train"].update({key: 5}))
+            _param_alloc_spec(edit=lambda d, key=key: d["train"].update({key: 5}), tmp_path=tmp_path)
 
 
 def test_paths_are_declared_on_configs_and_follow_the_profile():
     from harness.study import declared_paths
 
-    smoke = {s.name: s for s in _param_alloc_plan().plan()}
+    smoke = {s.name: s for s in _param_alloc_spec().plan()}
     paths = declared_paths(smoke["param_alloc-prepare"].config)
     assert {p for p, _ in paths["deps"]} == {"data/param_alloc/corpus.txt"}
     ev = declared_paths(smoke["param_alloc-eval-top1"].config)
@@ -186,7 +183,7 @@ def test_paths_are_declared_on_configs_and_follow_the_profile():
     assert [p for p, _ in ev["outs"]] == ["work/param_alloc/eval/top1"]
     prof = declared_paths(smoke["param_alloc-profile"].config)
     assert [p for p, _ in prof["deps"]] == ["work/param_alloc/shapes.json"]  # no task files
-    full = {s.name: s for s in _param_alloc_plan("full").plan()}
+    full = {s.name: s for s in _param_alloc_spec("full").plan()}
     report = declared_paths(full["param_alloc-report"].config)
     assert [p for p, _ in report["outs_no_cache"]] == ["reports/full/param_alloc"]
     assert all(p.startswith(("work/full/", "metrics/full/")) for p, _ in report["deps"])
