@@ -17,6 +17,14 @@ from pathlib import Path
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+# Before anything imports numpy or torch: the same SIMD kernels on every x86-64 machine
+# ($HARNESS_CPU_ISA=native turns it off; see harness.runtime.pin_cpu_kernels). Imports no numpy.
+from harness.runtime import cpu_kernel_summary, pin_cpu_kernels  # noqa: E402
+
+pin_cpu_kernels()
+if "run" in sys.argv[1:4]:  # `harness [--root R] run <stage>`: record the choice in the stage log
+    print(f"[harness] {cpu_kernel_summary()}", flush=True)
+
 EXIT_STAGE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3

@@ -55,6 +55,7 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     else:
         func, config, source, before = found
     os.environ[STAGE_ENV] = name
+    os.environ["HARNESS_PROFILE"] = profile  # harness.provenance reads it for report headers
     install_signal_handlers()
     print(f"[harness] {name}: {func} (config: {source})", flush=True)
     t0 = time.perf_counter()

@@ -1,0 +1,41 @@
+"""Where a committed result came from: the commit and the command that produced it.
+
+Results CI does not rerun (the ``reference`` and ``full`` profiles) are committed; their report
+must say what produced them, so a reader can tell a stale one and rerun it. The smoke profile's
+reports carry no header: CI reproduces them on every submission, and a commit id in them would
+make every reproduction differ.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+PROFILE_ENV = "HARNESS_PROFILE"
+
+
+def current_profile() -> str:
+    """The profile of the running stage (set by ``harness run``)."""
+    from harness.study import DEFAULT_PROFILE
+
+    return os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
+
+
+def _git(*args: str) -> str:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def report_header() -> str:
+    """Markdown lines naming the commit and command, for a non-default profile's report; else ``""``."""
+    from harness.compiler import pipeline_file
+    from harness.study import DEFAULT_PROFILE
+
+    profile = current_profile()
+    if profile == DEFAULT_PROFILE:
+        return ""
+    commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    return (f"> Profile `{profile}`: produced at commit `{commit}`{dirty} by "
+            f"`dvc repro {pipeline_file(profile)}`. CI does not rerun it; "
+            f"`harness status --profile {profile} --committed` says whether it is stale.\n\n")
