@@ -159,17 +159,36 @@ def cmd_bootstrap(args) -> int:
 
 
 def cmd_drift(args) -> int:
-    """CI: fail when a reproduced metric differs from the committed one beyond a relative tolerance."""
-    from harness.drift import find_drift
+    """CI: fail when a reproduced metric differs from the committed one beyond a relative tolerance.
 
-    problems = find_drift(_root(args), rev=args.rev, rtol=args.rtol)
-    for p in problems:
+    Exit 1 on drift; 2 when the check cannot run (unknown rev, no project, no committed metrics).
+    The project root is found from any subdirectory (``--root`` overrides).
+    """
+    from harness.drift import DriftError, find_drift, project_root
+
+    try:
+        root = Path(args.root).resolve() if getattr(args, "root", None) else project_root()
+        report = find_drift(root, rev=args.rev, rtol=args.rtol)
+    except DriftError as exc:
+        print(f"harness drift: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for line in report.tolerance_lines():  # every loosened comparison, and where it came from
+        print(line)
+    for p in report.problems:
         print(p, file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} metric(s) drifted from {args.rev}", file=sys.stderr)
+    if report.problems:
+        print(f"{len(report.problems)} metric(s) drifted from {args.rev}", file=sys.stderr)
         return EXIT_STAGE_FAILED
-    print(f"no metric drift against {args.rev} (rtol {args.rtol})")
+    print(f"no metric drift against {args.rev}: {report.compared} values in {report.files} files "
+          f"(rtol {args.rtol:g}{', per-metric tolerances above' if report.loosened else ''})")
     return 0
+
+
+def _rtol(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"rtol must be > 0 and < 1, got {text}")
+    return value
 
 
 def _profile_arg(p: argparse.ArgumentParser) -> None:
@@ -217,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bootstrap)
 
     p = sub.add_parser("drift", help="compare reproduced metrics/ with the committed ones")
-    p.add_argument("--rev", default="HEAD")
-    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--rev", default="HEAD", help="the commit holding the reference metrics (default HEAD)")
+    p.add_argument("--rtol", type=_rtol, default=1e-4,
+                   help="relative tolerance (default 1e-4); specs may set per-metric ones (drift_tolerance)")
     p.set_defaults(func=cmd_drift)
 
     try:  # SLURM scheduler subcommands (repro -j, submit, collect) live in their own package

@@ -3,17 +3,91 @@
 Why not ``git diff --exit-code metrics/``: a CPU with other SIMD units may round the last bits of a
 float differently, and 60 training steps can carry that to the 7th significant digit. Metrics are
 compared numerically with a relative tolerance (default 1e-4: far below any effect a study
-reports, far above cross-CPU rounding); anything else (a missing file, a new key, a changed
-string or boolean) is drift.
+reports, far above cross-CPU rounding); anything else (a missing file, a new key or file, a
+changed string or boolean) is drift. Stage processes pin their CPU kernels
+(:func:`harness.runtime.pin_cpu_kernels`), so the tolerance only has to absorb what is left.
+
+A metric that is legitimately sensitive (say, the best of near-equal candidates) gets its own
+tolerance in its study's spec (``drift_tolerance:``, see :class:`harness.spec.StudySpec`); nothing
+is loosened globally, and every loosened comparison is reported.
+
+A check that cannot run is an error, never a pass: an unknown revision, no project root, or no
+committed metric files under the revision raise :class:`DriftError` (the CLI exits 2).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+class DriftError(Exception):
+    """The drift check could not be carried out (bad revision, no project, nothing to compare)."""
+
+
+@dataclass
+class Tolerance:
+    pattern: str  # "<metrics file glob>:<key glob>"
+    rtol: float
+    source: str  # the spec file that declared it
+
+
+@dataclass
+class DriftReport:
+    problems: list[str] = field(default_factory=list)
+    files: int = 0
+    compared: int = 0
+    #: pattern -> (rtol, source, comparisons it governed)
+    loosened: dict[str, tuple[float, str, int]] = field(default_factory=dict)
+
+    def __iter__(self):  # a report reads like the list of problems it used to be
+        return iter(self.problems)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def tolerance_lines(self) -> list[str]:
+        return [f"tolerance {rtol:g} for {pattern} ({source}): {n} comparison(s)"
+                for pattern, (rtol, source, n) in sorted(self.loosened.items())]
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The project containing ``start`` (default: cwd), from any subdirectory.
+
+    The git toplevel when it holds ``dvc.yaml``; else the nearest ancestor that is a DVC root
+    (``.dvc/``) or holds both ``dvc.yaml`` and ``specs/`` (``profiles/<p>/dvc.yaml`` is no root).
+    """
+    start = (start or Path.cwd()).resolve()
+    top = _git(start, "rev-parse", "--show-toplevel")
+    if top.returncode == 0 and (Path(top.stdout.strip()) / "dvc.yaml").is_file():
+        return Path(top.stdout.strip())
+    for folder in (start, *start.parents):
+        if (folder / ".dvc").is_dir() or ((folder / "dvc.yaml").is_file() and (folder / "specs").is_dir()):
+            return folder
+    raise DriftError(f"{start}: not inside a harness project (no dvc.yaml at the git toplevel or above)")
+
+
+def resolve_rev(root: Path, rev: str) -> str:
+    """The commit ``rev`` names; :class:`DriftError` when it names none (typo, past the history)."""
+    if _git(root, "rev-parse", "--git-dir").returncode != 0:
+        raise DriftError(f"{root}: not a git repository, so there are no committed metrics to compare with")
+    proc = _git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise DriftError(f"unknown revision {rev!r}: not a commit of {root} "
+                         "(mistyped, or further back than the history; try `git log --oneline`)")
+    return proc.stdout.strip()
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -30,11 +104,6 @@ def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): obj}
 
 
-def _committed(root: Path, rel: str, rev: str) -> Any | None:
-    proc = subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=root, capture_output=True, text=True)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
 def _differs(old: Any, new: Any, rtol: float) -> bool:
     if isinstance(old, bool) or isinstance(new, bool) or not isinstance(old, (int, float)) \
             or not isinstance(new, (int, float)):
@@ -44,21 +113,77 @@ def _differs(old: Any, new: Any, rtol: float) -> bool:
     return not math.isclose(old, new, rel_tol=rtol, abs_tol=rtol * 1e-3)
 
 
-def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol: float = 1e-4) -> list[str]:
-    problems = []
-    tracked = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, metrics_dir], cwd=root,
-                             capture_output=True, text=True).stdout.split()
-    for rel in sorted(tracked):
-        if not rel.endswith(".json"):
-            continue
+def spec_tolerances(root: Path) -> list[Tolerance]:
+    """Every ``drift_tolerance`` the project's specs declare (validated by the spec models)."""
+    if not (root / "specs").is_dir():
+        return []
+    from harness.spec import load_all
+
+    _, loaded = load_all(root)
+    return [Tolerance(pattern, rtol, str(item.path))
+            for item in loaded for pattern, rtol in (getattr(item.spec, "drift_tolerance", None) or {}).items()]
+
+
+def _tolerance_for(rel: str, key: str, tolerances: list[Tolerance]) -> Tolerance | None:
+    """The declared tolerance for ``<rel>:<key>``; the loosest one where several match."""
+    name = f"{rel}:{key}"
+    matches = [t for t in tolerances if fnmatch.fnmatchcase(name, t.pattern)]
+    return max(matches, key=lambda t: t.rtol) if matches else None
+
+
+def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol: float = 1e-4,
+               tolerances: list[Tolerance] | None = None) -> DriftReport:
+    """Compare ``metrics_dir`` (JSON files) in the working tree with ``rev``; the problems found.
+
+    ``tolerances``: per-metric overrides of ``rtol``; ``None`` reads them from the specs.
+    Raises :class:`DriftError` when the comparison cannot be made.
+    """
+    root = Path(root)
+    commit = resolve_rev(root, rev)
+    if tolerances is None:
+        tolerances = spec_tolerances(root)
+    listing = _git(root, "ls-tree", "-r", "--name-only", commit, "--", metrics_dir)
+    if listing.returncode != 0:
+        raise DriftError(f"git ls-tree {rev} {metrics_dir} failed: {listing.stderr.strip()}")
+    committed = sorted(rel for rel in listing.stdout.splitlines() if rel.endswith(".json"))
+    if not committed:
+        raise DriftError(f"no metric files (*.json) under {metrics_dir}/ at {rev}: nothing to compare, "
+                         "which is not a pass (wrong --rev, or run from outside the project?)")
+
+    report = DriftReport(files=len(committed))
+    # reproduced files git does not ignore and the revision lacks: a stage nobody committed
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", metrics_dir).stdout.splitlines()
+    tracked_now = _git(root, "ls-files", "--", metrics_dir).stdout.splitlines()
+    on_disk = {rel for rel in untracked + tracked_now if rel.endswith(".json") and (root / rel).exists()}
+    for rel in sorted(on_disk - set(committed)):
+        report.problems.append(f"{rel}: reproduced but not committed at {rev}")
+    for rel in committed:
         path = root / rel
         if not path.exists():
-            problems.append(f"{rel}: committed but not reproduced")
+            report.problems.append(f"{rel}: committed but not reproduced")
             continue
-        old, new = _flatten(_committed(root, rel, rev)), _flatten(json.loads(path.read_text()))
+        shown = _git(root, "show", f"{commit}:./{rel}")
+        try:
+            old = _flatten(json.loads(shown.stdout))
+        except json.JSONDecodeError as exc:
+            report.problems.append(f"{rel}: committed file is not JSON ({exc})")
+            continue
+        try:
+            new = _flatten(json.loads(path.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            report.problems.append(f"{rel}: reproduced file is not JSON ({exc})")
+            continue
         for key in sorted(set(old) | set(new)):
             if key not in new or key not in old:
-                problems.append(f"{rel}: {key} {'missing' if key not in new else 'new'}")
-            elif _differs(old[key], new[key], rtol):
-                problems.append(f"{rel}: {key} committed {old[key]!r}, reproduced {new[key]!r}")
-    return problems
+                report.problems.append(f"{rel}: {key} {'missing' if key not in new else 'new'}")
+                continue
+            report.compared += 1
+            tol = _tolerance_for(rel, key, tolerances)
+            limit = tol.rtol if tol else rtol
+            if tol:
+                r, src, n = report.loosened.get(tol.pattern, (tol.rtol, tol.source, 0))
+                report.loosened[tol.pattern] = (r, src, n + 1)
+            if _differs(old[key], new[key], limit):
+                how = f" (rtol {limit:g} from {tol.source})" if tol else ""
+                report.problems.append(f"{rel}: {key} committed {old[key]!r}, reproduced {new[key]!r}{how}")
+    return report

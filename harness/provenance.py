@@ -35,7 +35,9 @@ def report_header() -> str:
     if profile == DEFAULT_PROFILE:
         return ""
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    # only inputs count: the run itself rewrites locks, metrics and reports before they are committed
+    dirty = " (with uncommitted code or spec changes)" if _git(
+        "status", "--porcelain", "--untracked-files=no", "--", "harness", "stages", "specs", "params.yaml") else ""
     return (f"> Profile `{profile}`: produced at commit `{commit}`{dirty} by "
             f"`dvc repro {pipeline_file(profile)}`. CI does not rerun it; "
             f"`harness status --profile {profile} --committed` says whether it is stale.\n\n")

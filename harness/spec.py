@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from harness.study import DEFAULT_PROFILE, PROFILES, PlanContext, Resources, StageDef, StrictModel, Study
 
@@ -39,6 +39,30 @@ class StudySpec(StrictModel):
     description: str = ""
     #: resources per stage kind ("train", "fit", ...), profile-specific through ``profiles:``
     resources: dict[str, Resources] = Field(default_factory=dict)
+    #: per-metric relative tolerances for ``harness drift``, for metrics that are legitimately
+    #: sensitive (a choice among near-equal candidates): ``"<metrics file glob>:<key glob>"`` ->
+    #: rtol, e.g. ``"metrics/mixture_sim/evaluate.json:*.r2_mean": 1e-3``. Only this study's
+    #: metrics (``metrics/<study>/...``), only named keys (not ``*``), 0 < rtol < 1.
+    drift_tolerance: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("drift_tolerance")
+    @classmethod
+    def _check_drift_tolerance(cls, value: dict[str, float], info) -> dict[str, float]:
+        study = (info.data or {}).get("study")
+        problems = []
+        for pattern, rtol in value.items():
+            file_glob, sep, key_glob = pattern.partition(":")
+            if not sep or not file_glob or not key_glob:
+                problems.append(f"{pattern!r}: expected '<metrics file glob>:<flattened key glob>'")
+            elif study and not file_glob.startswith(f"metrics/{study}/"):
+                problems.append(f"{pattern!r}: may only name this study's metrics (metrics/{study}/...)")
+            elif not key_glob.strip("*?.[]"):
+                problems.append(f"{pattern!r}: name the metric key; a bare wildcard would loosen a whole file")
+            if not 0 < rtol < 1:
+                problems.append(f"{pattern!r}: rtol must be > 0 and < 1, got {rtol}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
     def resources_for(self, kind: str) -> Resources:
         return self.resources.get(kind, self.resources.get("default", Resources()))

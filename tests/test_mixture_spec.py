@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,20 @@ def test_train_section_is_the_shared_trainer_settings(tmp_path):
     assert type(spec.source.train) is TrainSettings and spec.source.train.weight_decay == 0.1
     message = _broken(tmp_path, "device: cpu, threads: 1}", "device: cpu, threads: 1, seed: 3}")
     assert "top-level `seed`" in message
+
+
+@pytest.mark.parametrize("profile", ["smoke", "full"])
+def test_stage_configs_survive_their_key_sorted_config_file(profile):
+    """`harness run` loads each config from its file, which stores mappings key-sorted: values and
+    every order that shapes an output (features, splits, regressors) must come back unchanged."""
+    from harness.compiler import config_payload
+
+    loaded = _load(profile=profile)
+    spec = loaded.spec
+    for stage in loaded.plan():
+        again = type(stage.config).model_validate(json.loads(config_payload(stage))["config"])
+        assert again == stage.config
+        assert again.table.feature_columns == stage.config.table.feature_columns
+        if stage.kind == "evaluate":
+            assert [s.name for s in again.split_dirs] == [s.name for s in spec.splits]
+            assert [g.regressor for g in again.sweeps] == [r.label for r in spec.regressors]

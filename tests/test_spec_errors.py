@@ -20,7 +20,7 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "specs").mkdir()
     shutil.copy(REPO / SPEC, tmp_path / SPEC)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    keep = {k: params[k] for k in ("profile", "seed", "lr", "embed_share", "glu")}  # param_alloc's knobs
+    keep = {k: params[k] for k in ("seed", "lr", "embed_share", "glu")}  # param_alloc's knobs
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(keep))
     run(["harness", "compile"], tmp_path)  # the pristine spec compiles
     return tmp_path

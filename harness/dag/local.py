@@ -94,6 +94,8 @@ class LocalBackend:
         self._cancelled: set[str] = set()
         self._interrupt = threading.Event()
         self._interrupts = 0
+        self._why = ""
+        self._announced = False
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="harness-local-pool", daemon=True)
 
@@ -111,8 +113,10 @@ class LocalBackend:
             if state == core.PLANNED and not self._finished.is_set():
                 continue
             if state == core.PLANNED:  # the pool is done and never started it
-                state, reason = core.DEP_CANCELLED, reason or "not started: run interrupted"
-            stage.state, stage.exit_code, stage.elapsed_s, stage.job_id, stage.reason = state, code, elapsed, pid, reason
+                why = "run interrupted" if self._interrupt.is_set() else "an upstream stage did not complete"
+                state, reason = core.DEP_CANCELLED, reason or f"not started: {why}"
+            stage.state, stage.exit_code, stage.elapsed_s = state, code, elapsed
+            stage.job_id, stage.reason = pid, reason
 
     def cancel(self, manifest: RunManifest, names: list[str]) -> None:
         with self._lock:
@@ -127,8 +131,9 @@ class LocalBackend:
         what = f"exit code {stage.exit_code}" if stage.state != core.RECORD_FAILED else f"not recorded: {stage.reason}"
         return f"FAILED {name}: {what}; log {paths.log(core.short(name))}"
 
-    def interrupt(self) -> None:
-        """From a signal handler: only flags; the pool thread does the killing."""
+    def interrupt(self, why: str = "interrupt") -> None:
+        """From a signal handler: only flags; the pool thread reports and does the killing."""
+        self._why = self._why or why
         self._interrupts += 1
         self._interrupt.set()
 
@@ -211,6 +216,10 @@ class LocalBackend:
                     self._reap()
                     if self._interrupt.is_set():
                         now = time.time()
+                        if self._why and not self._announced:
+                            self._announced = True
+                            self.out(f"[harness] {self._elapsed()} {self._why}: stopping {len(self._procs)} running "
+                                     f"stage(s), starting no more (again to kill at once)")
                         for proc in self._procs.values():
                             if not proc.term_sent:
                                 self._signal(proc, signal.SIGTERM)
@@ -260,10 +269,8 @@ def run_local(root: Path, targets: list[str] | None = None, jobs: int | None = N
         f"logs {paths.dir.relative_to(root)}/logs/")
     backend = LocalBackend(root, manifest, paths, pipeline, resources, budget, out, t0=t0)
 
-    def on_signal(signum, _frame):
-        if not backend._interrupt.is_set():
-            out(f"[harness] {signal.Signals(signum).name}: stopping running stages (again to kill at once)")
-        backend.interrupt()
+    def on_signal(signum, _frame):  # no printing here: the main thread may be inside a print
+        backend.interrupt(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -201,7 +201,7 @@ def wait(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend, p
         out(f"interrupted: killed {', '.join(report.interrupted)}"
             + (f"; never started: {', '.join(not_started)}" if not_started else "")
             + "; none of them was recorded")
-    out(f"run {manifest.run_id}: {len(manifest.order) - len(report.failed) - len(report.cancelled) - len(report.interrupted)}"
-        f" recorded, {len(report.failed)} failed, {len(report.cancelled)} cancelled"
+    recorded = len(manifest.order) - len(report.failed) - len(report.cancelled) - len(report.interrupted)
+    out(f"run {manifest.run_id}: {recorded} recorded, {len(report.failed)} failed, {len(report.cancelled)} cancelled"
         + (f", {len(report.interrupted)} interrupted" if report.interrupted else ""))
     return report

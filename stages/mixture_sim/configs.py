@@ -13,7 +13,7 @@ import json
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
 from harness.trainer import TrainSettings
@@ -47,6 +47,13 @@ class TableSchema(StrictModel):
     targets: list[TargetSpec] = Field(..., min_length=1)
     #: tolerance on the per-row sum of the proportions
     sum_tolerance: float = Field(1e-6, gt=0, lt=0.1)
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_in_name_order(cls, value: dict[str, str]) -> dict[str, str]:
+        """Shape columns in name order: a stage's config file stores mappings key-sorted, and the
+        feature order (hence the fitted models) must not depend on where the config came from."""
+        return dict(sorted(value.items()))
 
     @model_validator(mode="after")
     def _unique(self) -> "TableSchema":
@@ -318,6 +325,15 @@ class RunStageConfig(StrictModel):
     table: TableSchema
     out: Annotated[str, Out]
 
+    @model_validator(mode="after")
+    def _covers_the_table(self) -> "RunStageConfig":
+        domains, targets = set(self.table.domains), set(self.table.target_names)
+        if set(self.proportions) != domains or set(self.train_texts) != domains:
+            raise ValueError(f"proportions and train_texts must name exactly the table's domains {sorted(domains)}")
+        if set(self.measures) != targets:
+            raise ValueError(f"measures must name exactly the table's targets {sorted(targets)}")
+        return self
+
 
 class TableStageConfig(StrictModel):
     """Assemble (generated) or read (external) the table, gate it, write Parquet."""
@@ -362,11 +378,35 @@ class SweepStageConfig(StrictModel):
     out_dir: Annotated[str, Out]
 
 
+def _pairs(key: str, value_key: str):
+    """Accept ``{name: value}`` for a list of ``{key: name, value_key: value}``, in the mapping's order."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, dict):
+            return [{key: k, value_key: v} for k, v in value.items()]
+        return value
+    return BeforeValidator(convert)
+
+
+class SplitDir(StrictModel):
+    name: str
+    path: Annotated[str, Dep]
+
+
+class SweepDirs(StrictModel):
+    regressor: str
+    #: the sweep output folders of this regressor, one per grid point
+    points: Annotated[list[str], Dep]
+
+
 class EvaluateStageConfig(StrictModel):
+    """Lists, not mappings, where order is output: a stage's config file stores mappings key-sorted,
+    while splits and regressors appear in the spec's order in every table, plot and tie-break."""
+
     table: TableSchema
-    split_dirs: Annotated[dict[str, str], Dep]
-    #: regressor label -> sweep output folders (one per grid point)
-    sweeps: Annotated[dict[str, list[str]], Dep]
+    #: split folders in the spec's order (a ``{split: folder}`` mapping is accepted)
+    split_dirs: Annotated[list[SplitDir], _pairs("name", "path")]
+    #: sweep folders per regressor, in the spec's order (a ``{label: [folders]}`` mapping is accepted)
+    sweeps: Annotated[list[SweepDirs], _pairs("regressor", "points")]
     out_dir: Annotated[str, Out]
     metrics: Annotated[str, Metric]
     pred_plot: Annotated[str, Plot(x="true", y="pred", template="scatter")]

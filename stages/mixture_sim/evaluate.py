@@ -85,10 +85,10 @@ def run(cfg: EvaluateStageConfig) -> None:
 
     schema = cfg.table
     score_rows, long_preds, selection = [], [], {}
-    for split, split_dir in cfg.split_dirs.items():
+    for split, split_dir in ((s.name, s.path) for s in cfg.split_dirs):
         chosen: dict[str, Any] = {}
         frames = {BASELINE: baseline_predictions(split_dir, schema)}
-        for label, dirs in cfg.sweeps.items():
+        for label, dirs in ((g.regressor, g.points) for g in cfg.sweeps):
             folder, info = pick_point(dirs, split)
             frames[label] = read_parquet(Path(folder) / f"{split}.parquet")
             chosen[label] = {"params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
@@ -109,9 +109,9 @@ def run(cfg: EvaluateStageConfig) -> None:
     scores = pd.DataFrame(score_rows)
     preds = pd.concat(long_preds, ignore_index=True)
     metrics = {}
-    for split in cfg.split_dirs:
+    for split in (s.name for s in cfg.split_dirs):
         metrics[split] = {"selected": selection[split]["selected"]}
-        for label in [*cfg.sweeps, BASELINE]:
+        for label in [*(g.regressor for g in cfg.sweeps), BASELINE]:
             metrics[split][label] = summarise(scores, split, label)
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()

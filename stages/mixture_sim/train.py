@@ -52,7 +52,8 @@ class Recorder:
     def measure(self) -> dict[str, float]:
         seq_len, n = self.cfg.train.seq_len, self.cfg.eval_tokens
         out: dict[str, float] = {}
-        for name, m in self.cfg.measures.items():
+        for name in self.cfg.table.target_names:  # the table's order, not the config file's (key-sorted)
+            m = self.cfg.measures[name]
             if isinstance(m, TrainLoss):
                 out[name] = window_loss(self.model, self.train_ids, seq_len, n)
             elif isinstance(m, EvalLoss):
@@ -98,12 +99,15 @@ def _run(cfg: RunStageConfig, log: Callable[[str], None]) -> None:
     # (seed, step). runtime.seed_everything is not called: its use_deterministic_algorithms() imports
     # torch._inductor (1.5 s per stage, x every run of the grid) and CPU kernels here are deterministic
     # anyway (tests/test_mixture_generated.py checks bitwise-identical reruns).
-    train_ids = mixed_stream(cfg.train_texts, cfg.proportions, cfg.train_tokens)
+    # domains in the table's order: the stream's layout must not depend on the order of a mapping
+    # (a stage's config file stores mappings key-sorted)
+    proportions = {d: cfg.proportions[d] for d in cfg.table.domains}
+    train_ids = mixed_stream(cfg.train_texts, proportions, cfg.train_tokens)
     model = build_model(cfg.model, cfg.train.seed)
     size = n_params(model)
     ckpt = runtime.checkpoint_dir(cfg)
     recorder = Recorder(cfg, model, train_ids, ckpt, trainer_step(ckpt))
-    mix = ", ".join(f"{d}={p:.3f}" for d, p in cfg.proportions.items())
+    mix = ", ".join(f"{d}={p:.3f}" for d, p in proportions.items())
     log(f"[{cfg.run_id}] {cfg.model.name}: {size} parameters; mixture {mix}; {len(train_ids)} training bytes")
     # a finished checkpoint only loads its weights: then a row lost to a kill is measured below
     train_lm(model, train_ids, None, cfg.train, ckpt_dir=ckpt, log=log, stop_requested=recorder)

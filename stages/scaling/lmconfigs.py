@@ -36,7 +36,7 @@ class SweepTrain(TrainSettings):
         if self.lr is not None:
             raise ValueError("train.lr: each sweep run takes its lr from sweeps.<name>.lrs; leave it out here")
         if self.micro_batch_size is not None:
-            raise ValueError("train.micro_batch_size: the sweep measures it per width against batching.memory_budget_mb")
+            raise ValueError("train.micro_batch_size: the sweep measures it per width (batching.memory_budget_mb)")
         return self
 
     def for_run(self, lr: float, micro_batch_size: int) -> TrainSettings:
