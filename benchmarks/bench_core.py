@@ -64,14 +64,14 @@ def plain_loop(model, ids, cfg) -> float:
 def bench_trainer(tmp: Path) -> None:
     import torch
 
-    from harness.trainer import TrainConfig, train_lm
+    from harness.trainer import TrainSettings, train_lm
     from stages.param_alloc.configs import Shape
     from stages.param_alloc.model import build_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     ids = np.random.default_rng(0).integers(0, 1500, 200_000).astype(np.uint16)
     shape = Shape(vocab_size=1500, d_model=64, n_layers=4, n_heads=2, d_ff=171, max_seq_len=128)
-    cfg = TrainConfig(steps=60, batch_size=16, seq_len=64, lr=3e-3, seed=0, checkpoint_every=20, device="cpu")
+    cfg = TrainSettings(steps=60, batch_size=16, seq_len=64, lr=3e-3, seed=0, checkpoint_every=20, device="cpu")
     rates_plain, rates_harness = [], []
     for rep in range(2):  # interleave to cancel drift in machine load
         rates_plain.append(plain_loop(build_model(shape, 0), ids, cfg))

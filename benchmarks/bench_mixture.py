@@ -71,7 +71,7 @@ def bench_mlp_threads() -> None:
 
     import stages.mixture_sim.mlp as mlp_module
     from stages.mixture_sim.mlp import TorchMLPRegressor
-    from stages.mixture_sim.threads import torch_threads
+    from harness.runtime import torch_threads
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(300, 9)), rng.normal(size=(300, 11))

@@ -54,11 +54,15 @@ def config_file(profile: str, stage: str) -> str:
 
 
 def config_payload(stage: StageDef) -> str:
-    """The bytes of a stage's config file: function, config class and values, key-sorted."""
+    """The bytes of a stage's config file: function, config class and values.
+
+    Not key-sorted: a mapping's order can matter to stage code (a mixture's domains concatenated
+    in spec order), and the plan is deterministic, so field and insertion order are kept as is.
+    """
     cls = type(stage.config)
     doc = {"stage": stage.name, "func": stage.func, "config_class": f"{cls.__module__}:{cls.__qualname__}",
            "config": stage.config.model_dump(mode="json")}
-    return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 
 def _wdir(profile: str) -> str | None:

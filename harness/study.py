@@ -58,13 +58,6 @@ class StageDef:
     resources: Resources = field(default_factory=Resources)
     #: stage kind, used to look up resources and for display ("train", "fit", ...)
     kind: str = "stage"
-    # TRANSITIONAL (removed once every study declares its paths on its configs): hand lists
-    deps: list[str] = field(default_factory=list)
-    outs: list[str] = field(default_factory=list)
-    metrics: list[str] = field(default_factory=list)
-    plots: list[Any] = field(default_factory=list)
-    outs_no_cache: list[str] = field(default_factory=list)
-    code_deps: list[str] = field(default_factory=list)
 
     def resolve_func(self) -> Callable[[Any], Any]:
         return resolve(self.func)
@@ -75,16 +68,8 @@ class StageDef:
         return [self.func.partition(":")[0], type(self.config).__module__]
 
     def paths(self) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-        found = declared_paths(self.config)
-        for section in ("deps", "outs", "metrics", "outs_no_cache"):  # TRANSITIONAL
-            found[section] += [(p, {}) for p in getattr(self, section)]
-        for plot in self.plots:  # TRANSITIONAL
-            if isinstance(plot, str):
-                found["plots"].append((plot, {}))
-            else:
-                (path, props), = plot.items()
-                found["plots"].append((path, dict(props)))
-        return found
+        """The config's declared paths by DVC section (see :func:`harness.schema.declared_paths`)."""
+        return declared_paths(self.config)
 
 
 def resolve(dotted: str) -> Any:

@@ -65,10 +65,6 @@ class TrainSettings(StrictModel):
         return self.batch_size // (self.micro_batch_size or self.batch_size)
 
 
-#: TRANSITIONAL alias, removed once every study says TrainSettings
-TrainConfig = TrainSettings
-
-
 class EarlyStopConfig(StrictModel):
     """Stop a run whose dev perplexity stays >= ``delta_ppl`` above its best for ``window_tokens``."""
 
@@ -129,7 +125,7 @@ def lm_loss(model, inputs, targets):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
 
 
-def default_optimizer(model, cfg: TrainConfig):
+def default_optimizer(model, cfg: TrainSettings):
     """AdamW; no weight decay on biases and norm gains (1-D tensors), as is standard."""
     import torch
 
@@ -139,7 +135,7 @@ def default_optimizer(model, cfg: TrainConfig):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
-def cosine_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+def cosine_lambda(cfg: TrainSettings) -> Callable[[int], float]:
     """Linear warmup to 1, then cosine decay to ``min_lr_ratio`` at ``steps``."""
 
     def factor(step: int) -> float:
@@ -152,7 +148,7 @@ def cosine_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def evaluate(model, ids: np.ndarray, cfg: TrainConfig, device: str, n_batches: int | None = None) -> float:
+def evaluate(model, ids: np.ndarray, cfg: TrainSettings, device: str, n_batches: int | None = None) -> float:
     """Mean next-token loss over fixed, non-overlapping dev windows (same windows every call)."""
     import torch
 
@@ -174,7 +170,7 @@ def evaluate(model, ids: np.ndarray, cfg: TrainConfig, device: str, n_batches: i
     return total / count
 
 
-def _autocast(device: str, cfg: TrainConfig):
+def _autocast(device: str, cfg: TrainSettings):
     import contextlib
 
     import torch
@@ -197,10 +193,10 @@ def train_lm(
     model,
     train_ids: np.ndarray,
     dev_ids: np.ndarray | None,
-    cfg: TrainConfig,
+    cfg: TrainSettings,
     *,
     ckpt_dir: Path | None = None,
-    optimizer_factory: Callable[[Any, TrainConfig], Any] | None = None,
+    optimizer_factory: Callable[[Any, TrainSettings], Any] | None = None,
     early_stop: EarlyStopConfig | None = None,
     log: Callable[[str], None] = print,
     stop_requested: Callable[[], bool] | None = None,
@@ -326,7 +322,7 @@ def clear_checkpoint(ckpt_dir: Path | None) -> None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
 
 
-def lr_range_test(model, train_ids: np.ndarray, cfg: TrainConfig, lr_min: float, lr_max: float,
+def lr_range_test(model, train_ids: np.ndarray, cfg: TrainSettings, lr_min: float, lr_max: float,
                   steps: int) -> list[dict[str, float]]:
     """Leslie Smith's LR range test: exponentially increase the LR, record the loss at each step."""
     import torch
@@ -356,7 +352,7 @@ def lr_range_test(model, train_ids: np.ndarray, cfg: TrainConfig, lr_min: float,
     return out
 
 
-def overfit_one_batch(model, train_ids: np.ndarray, cfg: TrainConfig, steps: int) -> list[float]:
+def overfit_one_batch(model, train_ids: np.ndarray, cfg: TrainSettings, steps: int) -> list[float]:
     """Train repeatedly on a single batch; a healthy model/loss/optimizer drives the loss near zero."""
     from harness.runtime import device as pick_device
 

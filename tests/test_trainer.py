@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.trainer import TrainConfig, cosine_lambda, make_batch, batch_starts, lm_loss
+from harness.trainer import TrainSettings, cosine_lambda, make_batch, batch_starts, lm_loss
 
 WORKER = Path(__file__).with_name("_resume_worker.py")
 
@@ -65,7 +65,7 @@ def test_gradient_accumulation_matches_full_batch():
 
 
 def test_cosine_schedule_shape():
-    cfg = TrainConfig(steps=100, batch_size=1, seq_len=4, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    cfg = TrainSettings(steps=100, batch_size=1, seq_len=4, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
     f = cosine_lambda(cfg)
     assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
     assert f(55) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
@@ -74,4 +74,4 @@ def test_cosine_schedule_shape():
 
 def test_micro_batch_must_divide_batch():
     with pytest.raises(ValueError, match="multiple"):
-        TrainConfig(steps=1, batch_size=6, micro_batch_size=4, seq_len=4, lr=1.0)
+        TrainSettings(steps=1, batch_size=6, micro_batch_size=4, seq_len=4, lr=1.0)

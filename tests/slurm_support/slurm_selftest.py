@@ -147,7 +147,7 @@ def run_train(cfg: TrainStageConfig) -> None:
     import torch
 
     from harness.runtime import checkpoint_dir, seed_everything
-    from harness.trainer import TrainConfig, clear_checkpoint, train_lm
+    from harness.trainer import TrainSettings, clear_checkpoint, train_lm
 
     t = cfg.train
     seed_everything(cfg.seed)
@@ -165,7 +165,7 @@ def run_train(cfg: TrainStageConfig) -> None:
             return self.mlp(self.emb(ids))
 
     ids = _tokens(cfg.seed, t.vocab, 4000)
-    train_cfg = TrainConfig(steps=t.steps, batch_size=t.batch_size, seq_len=t.seq_len, lr=3e-3, warmup_steps=5,
+    train_cfg = TrainSettings(steps=t.steps, batch_size=t.batch_size, seq_len=t.seq_len, lr=3e-3, warmup_steps=5,
                             seed=cfg.seed, eval_every=0, eval_batches=2, checkpoint_every=t.checkpoint_every,
                             device="cpu", precision="fp32")
     ckpt = checkpoint_dir(cfg)
