@@ -8,7 +8,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.trainer import TrainConfig, train_lm  # noqa: E402
+from harness.trainer import TrainSettings, train_lm  # noqa: E402
 from stages.param_alloc.configs import Shape  # noqa: E402
 from stages.param_alloc.model import build_model  # noqa: E402
 
@@ -20,7 +20,7 @@ def main(ckpt_dir: str, out: str, slow: str) -> None:
     ids = rng.integers(0, 64, size=4000).astype(np.uint16)
     shape = Shape(vocab_size=64, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=64)
     model = build_model(shape, seed=0)
-    cfg = TrainConfig(steps=40, batch_size=4, seq_len=16, lr=3e-3, warmup_steps=5, seed=3, eval_every=10,
+    cfg = TrainSettings(steps=40, batch_size=4, seq_len=16, lr=3e-3, warmup_steps=5, seed=3, eval_every=10,
                       checkpoint_every=5, device="cpu")
 
     def log(msg: str) -> None:

@@ -39,8 +39,6 @@ def test_sweep_train_leaves_lr_and_micro_batch_open(field, value):
 
 def test_plan_declares_paths_on_configs_and_configs_round_trip():
     for stage in _stages("smoke").values():
-        assert not (stage.deps or stage.outs or stage.metrics or stage.plots or stage.outs_no_cache
-                    or stage.code_deps), stage.name
         config = stage.config
         assert type(config).model_validate(config.model_dump(mode="json")) == config, stage.name
 
