@@ -56,11 +56,11 @@ class TinyLstmLM(torch.nn.Module):
     def forward(self, x):
         return self.head(self.lstm(self.emb(x))[0])
 
-from harness.trainer import TrainConfig, train_lm
+from harness.trainer import TrainSettings, train_lm
 torch.manual_seed(0)
 model = TinyLstmLM()
 ids = np.random.default_rng(0).integers(0, 64, size=3000).astype(np.uint16)
-cfg = TrainConfig(steps=12, batch_size=4, seq_len=16, lr=3e-3, warmup_steps=2, seed=1, device="cpu",
+cfg = TrainSettings(steps=12, batch_size=4, seq_len=16, lr=3e-3, warmup_steps=2, seed=1, device="cpu",
                   threads=1, checkpoint_every=1000)
 res = train_lm(model, ids[:2500], ids[2500:], cfg, log=lambda m: None).metrics()
 out["trainer"] = {"dev_loss": repr(res["dev_loss"]), "train_loss": repr(res["train_loss"]),
