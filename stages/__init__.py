@@ -1,0 +1,1 @@
+"""The studies: one package per study (``<study>/study.py`` is discovered by the harness)."""

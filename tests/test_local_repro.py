@@ -32,7 +32,6 @@ SOURCE, B, C, JOIN = (f"slurm_selftest-{s}" for s in ("source", "branch-b", "bra
 
 
 def project(base: Path, spec: dict | None = None, params: dict | None = None):
-    (base / "harness").mkdir(parents=True, exist_ok=True)  # make_project copies core files there
     return make_project(base, spec, params)
 
 

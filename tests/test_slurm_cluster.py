@@ -196,7 +196,7 @@ def test_ddp_two_processes_on_cpu_gloo_through_torchrun(slurm_cluster, tmp_path)
     job = JobSpec(name=stage, commands=[f"harness run {stage}"], resources=Resources(cpus=2, mem_gb=2),
                   workdir=project.root, log_path=paths.log(stage), record_path=paths.record(stage), nproc=2)
     old = dict(os.environ)
-    os.environ.update({k: v for k, v in project.env.items() if k in ("PATH", "PYTHONPATH", "HARNESS_TEST_STUDY_DIRS")})
+    os.environ.update({k: v for k, v in project.env.items() if k in ("PATH", "PYTHONPATH", "HARNESS_STUDY_PATH")})
     try:  # sbatch exports this process's environment to the job
         job_id = jobs.submit(job, SlurmSettings(), paths.script(stage))
         rc = wait_for_job(job_id, job.log_path, 0.5, lambda text: None)

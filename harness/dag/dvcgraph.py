@@ -27,6 +27,9 @@ class PipelineStage:
     #: outputs ``dvc repro`` deletes before running (everything but ``persist: true``)
     removable_outs: list[str] = field(default_factory=list)
     frozen: bool = False
+    #: the stage's working directory relative to the repo root (its ``cmd`` runs, and its
+    #: ``removable_outs`` are relative, there)
+    wdir: str = "."
 
 
 @contextlib.contextmanager
@@ -51,11 +54,13 @@ def load_pipeline(root: Path, targets: list[str] | None = None) -> dict[str, Pip
     are recorded into ``dvc.lock`` in the order ``dvc repro`` writes them and the lock files
     come out byte-identical. Frozen stages are cut from their dependencies, as DVC does.
     """
+    from dvc.dvcfile import PROJECT_FILE
     from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
     with _open(root) as repo:
         graph = get_active_graph(repo.index.graph)  # edge (stage, dependency)
-        chosen = collect_stages(repo, targets or [None])
+        # no targets: the root dvc.yaml, as `dvc repro` (without --all-pipelines) takes it
+        chosen = collect_stages(repo, targets or [PROJECT_FILE])
         stages: dict[str, PipelineStage] = {}
         for stage in plan_repro(graph, chosen):
             if not getattr(stage, "cmd", None):
@@ -67,6 +72,7 @@ def load_pipeline(root: Path, targets: list[str] | None = None) -> dict[str, Pip
                 upstream=[dep.addressing for dep in graph.successors(stage) if getattr(dep, "cmd", None)],
                 removable_outs=[out.def_path for out in stage.outs if not out.persist],
                 frozen=bool(stage.frozen),
+                wdir=os.path.relpath(stage.wdir, os.getcwd()),
             )
         return stages
 

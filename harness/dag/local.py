@@ -95,6 +95,7 @@ class LocalBackend:
         self._interrupt = threading.Event()
         self._interrupts = 0
         self._why = ""
+        self._error = ""
         self._announced = False
         self._finished = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="harness-local-pool", daemon=True)
@@ -104,6 +105,8 @@ class LocalBackend:
         self._thread.start()
 
     def refresh(self, manifest: RunManifest, paths: RunPaths) -> None:
+        if self._error:
+            raise RuntimeError(f"the local process pool failed; running stages were killed:\n{self._error}")
         with self._lock:
             snapshot = dict(self._state)
         for name, (state, code, elapsed, pid, reason) in snapshot.items():
@@ -168,8 +171,9 @@ class LocalBackend:
         log_path, record_path = self.paths.log(short), self.paths.record(short)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         record_path.parent.mkdir(parents=True, exist_ok=True)
+        wdir = self.root / self.pipeline[name].wdir
         for rel in self.pipeline[name].removable_outs:  # as dvc repro does before running a stage
-            target = self.root / rel
+            target = wdir / rel
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             elif target.exists() or target.is_symlink():
@@ -181,7 +185,7 @@ class LocalBackend:
         log = open(log_path, "ab")
         log.write(f"[harness] stage {name}: local, {cpus} cpu(s), cmd: {script}\n".encode())
         log.flush()
-        popen = subprocess.Popen(["bash", "-c", script], cwd=self.root, env=env, stdin=subprocess.DEVNULL,
+        popen = subprocess.Popen(["bash", "-c", script], cwd=wdir, env=env, stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         now = time.time()
         self._procs[name] = _Proc(popen=popen, started=now, cpus=cpus, log=log)
@@ -235,10 +239,16 @@ class LocalBackend:
                     if not self._procs and (self._interrupt.is_set() or not self._ready()):
                         break
                 time.sleep(TICK_S)
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the scheduler by refresh()
+            import traceback
+
+            self._error = "".join(traceback.format_exception(exc)).rstrip()
         finally:
             with self._lock:
-                for proc in self._procs.values():  # only after an unexpected error in this thread
+                for name, proc in list(self._procs.items()):  # only after an unexpected error here
                     self._signal(proc, signal.SIGKILL)
+                    proc.popen.wait()
+                    self._state[name] = (core.INTERRUPTED, proc.popen.returncode, 0.0, str(proc.popen.pid), "")
             self._finished.set()
 
 
