@@ -129,6 +129,39 @@ def _cache_object(root: Path, md5: str) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+_COMMITTED: dict[tuple[str, str], dict[str, bytes]] = {}
+
+
+def committed_configs(root: Path, profile: str) -> dict[str, bytes]:
+    """Stage config files as the committed specs and params (git HEAD) compile to.
+
+    Where the DVC cache lacks an old config (a fresh clone), this recovers it: when its md5
+    equals the lock's record, the committed spec is what produced the committed result.
+    """
+    import tempfile
+
+    from harness.compiler import config_payload, plan_profile
+
+    key = (str(root), profile)
+    if key in _COMMITTED:
+        return _COMMITTED[key]
+    found: dict[str, bytes] = {}
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "--", "specs", "params.yaml"],
+                           cwd=root, capture_output=True, text=True).stdout.split()
+    if files:
+        with tempfile.TemporaryDirectory() as tmp:
+            for rel in files:
+                blob = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=root, capture_output=True)
+                (Path(tmp) / rel).parent.mkdir(parents=True, exist_ok=True)
+                (Path(tmp) / rel).write_bytes(blob.stdout)
+            try:
+                found = {s.name: config_payload(s).encode() for s, _ in plan_profile(Path(tmp), profile)}
+            except Exception:  # noqa: BLE001 - the committed spec no longer plans: no old values
+                found = {}
+    _COMMITTED[key] = found
+    return found
+
+
 def _lock_entries(lock: dict[str, Any], section: str, stage: str) -> dict[str, dict[str, Any]]:
     return {e["path"]: e for e in lock.get("stages", {}).get(stage, {}).get(section, []) or []}
 
@@ -179,6 +212,9 @@ def stage_statuses(root: Path, profile: str = "smoke", committed: bool = False,
                 old_raw = _cache_object(root, recorded)
                 if old_raw is None and (wdir / rel).is_file() and _md5((wdir / rel).read_bytes()) == recorded:
                     old_raw = (wdir / rel).read_bytes()
+                if old_raw is None:
+                    old_raw = committed_configs(root, profile).get(name)
+                    old_raw = old_raw if old_raw is not None and _md5(old_raw) == recorded else None
                 if old_raw is not None:
                     old_doc, new_doc = json.loads(old_raw), json.loads(new_text)
                     for change in config_changes(old_doc.get("config", {}), new_doc.get("config", {})):
