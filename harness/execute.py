@@ -73,10 +73,16 @@ def loaded_project_files(root: Path) -> set[str]:
         path = getattr(module, "__file__", None)
         if not path:
             continue
+        resolved = Path(path).resolve()
+        if not resolved.is_file():  # some extension modules report a bare, relative file name
+            continue
         try:
-            found.add(Path(path).resolve().relative_to(root.resolve()).as_posix())
+            rel = resolved.relative_to(root.resolve())
         except ValueError:
             continue
+        if any(part.startswith(".") or part == "site-packages" for part in rel.parts):
+            continue  # a virtualenv inside the project (.venv) is installed code, not the project's
+        found.add(rel.as_posix())
     return found
 
 
