@@ -86,6 +86,7 @@ class LocalBackend:
         self.cpus = {name: max(1, resources.get(core.short(name), resources.get(name, Resources())).cpus)
                      for name in self.order}
         self.t0 = time.time() if t0 is None else t0
+        self.priority = _downstream_work(self.order, self.after)
         # pool-thread state, guarded by _lock: name -> (state, exit_code, elapsed_s, pid, reason)
         self._lock = threading.Lock()
         self._state: dict[str, tuple[str, int | None, float, str, str]] = {
@@ -162,9 +163,15 @@ class LocalBackend:
         return sum(p.cpus for p in self._procs.values())
 
     def _ready(self) -> list[str]:
-        return [name for name in self.order
-                if self._state[name][0] == core.PLANNED and name not in self._cancelled
-                and all(self._state[up][0] == core.OK for up in self.after[name])]
+        """Stages whose upstreams are done, those with the most work below them first.
+
+        Why a priority: a long chain (prepare -> tokenize -> 12 training runs -> rank -> ...)
+        started late leaves a slot idle at the end; starting it first keeps every slot busy.
+        """
+        ready = [name for name in self.order
+                 if self._state[name][0] == core.PLANNED and name not in self._cancelled
+                 and all(self._state[up][0] == core.OK for up in self.after[name])]
+        return sorted(ready, key=lambda name: -self.priority[name])
 
     def _launch(self, name: str, cpus: int) -> None:
         short = core.short(name)
@@ -250,6 +257,17 @@ class LocalBackend:
                     proc.popen.wait()
                     self._state[name] = (core.INTERRUPTED, proc.popen.returncode, 0.0, str(proc.popen.pid), "")
             self._finished.set()
+
+
+def _downstream_work(order: list[str], after: dict[str, list[str]]) -> dict[str, int]:
+    """Per stage: its in-run descendants plus the longest chain below it (a critical-path proxy)."""
+    below: dict[str, set[str]] = {name: set() for name in order}
+    depth: dict[str, int] = {name: 0 for name in order}
+    for name in reversed(order):  # order is topological: every reader comes after what it reads
+        for up in after[name]:
+            below[up] |= below[name] | {name}
+            depth[up] = max(depth[up], depth[name] + 1)
+    return {name: len(below[name]) + depth[name] for name in order}
 
 
 def _event(path: Path, event: str, t: float, pid: int, rc: int | None = None) -> None:
