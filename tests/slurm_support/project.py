@@ -48,6 +48,9 @@ class Project:
             **{k: v for k, v in os.environ.items() if not k.startswith("HARNESS_")},
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "HARNESS_STUDY_PATH": str(root / "studies"),
+            # DVC's repro order (the order of dvc.lock entries) follows set iteration, which varies
+            # with the hash seed; tests compare locks byte for byte, so every process plans alike
+            "PYTHONHASHSEED": "0",
             "DVC_NO_ANALYTICS": "1",
             "GX_ANALYTICS_ENABLED": "false",
         }
