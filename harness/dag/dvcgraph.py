@@ -107,14 +107,35 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
 
     Returns ``{stage: error}`` for stages DVC refused (e.g. a declared output is missing); those
     are not recorded. Must be called from a single process (DVC's repo lock).
+
+    Why batched: ``repo.commit(name)`` re-collects the pipeline and rewrites the whole lock file
+    for every stage (about 2 s each on this project's 7,000-line lock, which left the parallel
+    run a 78 s recording tail). Here each pipeline file is loaded once, every stage is saved and
+    committed with DVC's own ``Stage.save``/``Stage.commit``, and the lock is written once per
+    file with ``dump_stages``, in the order given (the plan order), as ``dvc commit`` does.
     """
+    from dvc.dvcfile import PROJECT_FILE, load_file
+
     errors: dict[str, str] = {}
     if not names:
         return errors
-    with _open(root) as repo:
-        for name in names:
-            try:
-                repo.commit(name, force=True)
-            except Exception as exc:  # noqa: BLE001 - DVC raises many types; report, don't crash the run
-                errors[name] = f"{type(exc).__name__}: {exc}"
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for name in names:
+        path, _, stage_name = name.rpartition(":")
+        by_file.setdefault(path or PROJECT_FILE, []).append((name, stage_name))
+    with _open(root) as repo, repo.lock:
+        for path, items in by_file.items():
+            dvcfile = load_file(repo, path)
+            stages = dvcfile.stages
+            done = []
+            for name, stage_name in items:
+                try:
+                    stage = stages[stage_name]
+                    stage.save()
+                    stage.commit(relink=True)
+                    done.append(stage)
+                except Exception as exc:  # noqa: BLE001 - DVC raises many types; report, don't crash the run
+                    errors[name] = f"{type(exc).__name__}: {exc}"
+            if done:
+                dvcfile.dump_stages(done, update_pipeline=False)
     return errors
