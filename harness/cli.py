@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -60,17 +59,16 @@ def cmd_check_params(args) -> int:
     Each stage's config file is rewritten only if its bytes change, and a file of a stage that is
     no longer planned is removed, so DVC sees exactly the stages whose config changed.
     """
-    from harness.compiler import collect_stages, config_file, config_payload, configs_dir, stale_pipelines
+    from harness.compiler import compile_all, config_file, config_payload, configs_dir, stale_pipelines
     from harness.io import write_text
-    from harness.spec import load_all
 
     root = _root(args)
-    stale = stale_pipelines(root)  # validates every spec of every profile and the knobs
+    compiled = compile_all(root)  # validates every spec of every profile and the knobs
+    stale = stale_pipelines(root, compiled)
     if stale:
         print(f"{', '.join(stale)} stale relative to specs/params: run `harness compile`", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _, loaded = load_all(root, profile=args.profile)
-    stages = collect_stages(loaded)
+    stages = compiled[args.profile].stages
     wanted = {}
     for stage, _ in stages:
         wanted[root / config_file(args.profile, stage.name)] = config_payload(stage)
@@ -136,14 +134,18 @@ def cmd_bootstrap(args) -> int:
     """Generate the embedded default data and check it against data.dvc."""
     import subprocess
 
+    from harness.dag.dvcgraph import dvc_executable
     from harness.embedded import generate_all
 
     root = _root(args)
     names = generate_all(root / "data")
+    if not names:  # no study found: committing an empty data/ would overwrite data.dvc
+        print("no study ships embedded data (is the `stages` package installed?); data/ left as is",
+              file=sys.stderr)
+        return 1
     print(f"generated data/: {', '.join(names)}")
     if (root / "data.dvc").exists():
-        beside = Path(sys.executable).parent / "dvc"  # the venv's dvc, even when it is not activated
-        dvc = str(beside) if beside.exists() else "dvc"
+        dvc = dvc_executable()
         out = subprocess.run([dvc, "status", "--json", "data.dvc"], cwd=root, capture_output=True, text=True)
         status = json.loads(out.stdout or "{}") if out.returncode == 0 else {"error": out.stderr}
         changes = [c for entry in status.get("data.dvc", []) if isinstance(entry, dict)

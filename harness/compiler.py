@@ -22,6 +22,7 @@ Profiles: ``smoke`` is the root ``dvc.yaml``; every other profile some spec decl
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ def pipeline_file(profile: str) -> str:
 
 def configs_dir(profile: str) -> str:
     return f"work/{profile_prefix(profile)}_harness/configs"
+
+
+def traces_dir(profile: str) -> str:
+    """Where ``harness run`` records which project modules each stage really loaded."""
+    return f"work/{profile_prefix(profile)}_harness/traces"
 
 
 def config_file(profile: str, stage: str) -> str:
@@ -154,11 +160,10 @@ def _check_outputs(stages: list[tuple[StageDef, LoadedSpec]]) -> None:
         raise SpecError(problems)
 
 
-def render_profile(root: Path, profile: str, loaded: list[LoadedSpec]) -> str | None:
-    """The ``dvc.yaml`` text of one profile; ``None`` when no spec declares the profile."""
+def render_profile(root: Path, profile: str, stages: list[tuple[StageDef, LoadedSpec]]) -> str | None:
+    """The ``dvc.yaml`` text of one profile's planned stages; ``None`` when no spec declares it."""
     import yaml
 
-    stages = collect_stages(loaded)
     if not stages and profile != DEFAULT_PROFILE:
         return None
     doc: dict[str, Any] = {"stages": {CHECK_STAGE: check_stage(root, profile, stages)}}
@@ -168,29 +173,42 @@ def render_profile(root: Path, profile: str, loaded: list[LoadedSpec]) -> str | 
     return HEADER + body.replace("params.yaml: null", "params.yaml:")
 
 
-def render_all(root: Path) -> dict[str, str | None]:
-    """``{pipeline file: text or None (must not exist)}`` for every profile."""
+@dataclass
+class Compiled:
+    """One profile, compiled: its pipeline file, the text it must hold and the planned stages."""
+
+    profile: str
+    pipeline: str
+    text: str | None
+    stages: list[tuple[StageDef, LoadedSpec]]
+
+    def is_current(self, root: Path) -> bool:
+        path = root / self.pipeline
+        return (path.read_text() if path.exists() else None) == self.text
+
+
+def compile_all(root: Path) -> dict[str, Compiled]:
+    """Every profile validated, planned once and rendered (knobs checked across all of them)."""
     params, by_profile = load_profiles(root)
     check_knobs(params, [item for items in by_profile.values() for item in items])
-    return {pipeline_file(p): render_profile(root, p, by_profile[p]) for p in PROFILES}
+    compiled = {}
+    for profile in PROFILES:
+        stages = collect_stages(by_profile[profile])
+        compiled[profile] = Compiled(profile, pipeline_file(profile), render_profile(root, profile, stages), stages)
+    return compiled
 
 
 def render(root: Path) -> str:
     """The default profile's ``dvc.yaml`` text (every profile is validated)."""
-    text = render_all(root)[pipeline_file(DEFAULT_PROFILE)]
+    text = compile_all(root)[DEFAULT_PROFILE].text
     assert text is not None
     return text
 
 
-def stale_pipelines(root: Path) -> list[str]:
+def stale_pipelines(root: Path, compiled: dict[str, Compiled] | None = None) -> list[str]:
     """Pipeline files whose committed text differs from what the specs compile to."""
-    stale = []
-    for rel, text in render_all(root).items():
-        path = root / rel
-        current = path.read_text() if path.exists() else None
-        if current != text:
-            stale.append(rel)
-    return stale
+    compiled = compile_all(root) if compiled is None else compiled
+    return [c.pipeline for c in compiled.values() if not c.is_current(root)]
 
 
 def write_pipelines(root: Path) -> list[str]:
@@ -198,16 +216,14 @@ def write_pipelines(root: Path) -> list[str]:
     from harness.io import write_text
 
     changed = []
-    for rel, text in render_all(root).items():
-        path = root / rel
-        current = path.read_text() if path.exists() else None
-        if current == text:
+    for c in compile_all(root).values():
+        if c.is_current(root):
             continue
-        if text is None:
-            path.unlink()
+        if c.text is None:
+            (root / c.pipeline).unlink()
         else:
-            write_text(path, text)
-        changed.append(rel)
+            write_text(root / c.pipeline, c.text)
+        changed.append(c.pipeline)
     return changed
 
 

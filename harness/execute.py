@@ -92,10 +92,10 @@ def _write_trace(root: Path, name: str, profile: str, before: set[str]) -> None:
     ``machinery`` are the modules ``harness run`` itself had loaded before the stage's config
     class was imported; the test of derived code deps checks that set separately.
     """
-    from harness.compiler import configs_dir
+    from harness.compiler import traces_dir
 
     trace = {"stage": name, "machinery": sorted(before), "loaded": sorted(loaded_project_files(root) - before)}
-    path = root / configs_dir(profile).replace("/configs", "/traces") / f"{name}.json"
+    path = root / traces_dir(profile) / f"{name}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(trace, indent=1) + "\n")

@@ -23,20 +23,19 @@ import ast
 import hashlib
 import json
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-CHECK_STAGE = "check-params"  # its changes are reported per stage, as spec values
-
 
 @dataclass
 class StageStatus:
     stage: str
     reasons: list[str] = field(default_factory=list)
+    #: stale only because an upstream is (it reruns if that upstream's outputs change)
+    downstream_only: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "reasons": self.reasons}
@@ -44,11 +43,6 @@ class StageStatus:
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
-
-
-def _dvc() -> str:
-    beside = Path(sys.executable).parent / "dvc"
-    return str(beside) if beside.exists() else "dvc"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -169,7 +163,7 @@ def _lock_entries(lock: dict[str, Any], section: str, stage: str) -> dict[str, d
 def stage_statuses(root: Path, profile: str = "smoke", committed: bool = False,
                    targets: list[str] | None = None) -> list[StageStatus]:
     """Every stale stage of a profile's pipeline with its reasons, in pipeline order."""
-    from harness.compiler import config_file, config_payload, pipeline_file, plan_profile
+    from harness.compiler import CHECK_STAGE, config_file, config_payload, pipeline_file, plan_profile
     from harness.spec import load_params
 
     pipe_rel = pipeline_file(profile)
@@ -239,6 +233,8 @@ def stage_statuses(root: Path, profile: str = "smoke", committed: bool = False,
                         add(name, f"knob {knob} {_short(old)} -> {_short(new)}" if kind == "modified"
                             else f"knob {knob} {kind}")
                     continue
+                if path == config_file(profile, name):
+                    continue  # reported from the config itself (step 1), as spec values
                 _file_reason(root, wdir, name, path, what, lock, out_owner, locked, history, committed, add)
             for path, what in (change.get("changed outs") or {}).items():
                 if committed and what in ("deleted", "not in cache"):
@@ -255,17 +251,13 @@ def stage_statuses(root: Path, profile: str = "smoke", committed: bool = False,
                           and out_owner[d] not in (name, CHECK_STAGE)})
             if ups:
                 add(name, f"may rerun: upstream {', '.join(ups)} stale")
-                result[name].downstream_only = True  # type: ignore[attr-defined]
+                result[name].downstream_only = True
                 changed = True
     order = list(stages)
     return sorted(result.values(), key=lambda s: order.index(s.stage) if s.stage in order else len(order))
 
 
 def _file_reason(root, wdir, name, path, what, lock, out_owner, locked, history, committed, add) -> None:
-    from harness.compiler import configs_dir
-
-    if "_harness/configs/" in path or path.startswith(configs_dir("smoke")):
-        return  # reported from the config itself (step 1)
     owner = out_owner.get(path)
     if owner and owner != name:
         if committed:
@@ -291,7 +283,9 @@ def _file_reason(root, wdir, name, path, what, lock, out_owner, locked, history,
 
 
 def _dvc_status(root: Path, pipeline: str) -> dict[str, Any]:
-    proc = subprocess.run([_dvc(), "status", "--json", pipeline], cwd=root, capture_output=True, text=True)
+    from harness.dag.dvcgraph import dvc_executable
+
+    proc = subprocess.run([dvc_executable(), "status", "--json", pipeline], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"dvc status failed: {proc.stderr.strip()[-500:]}")
     data = json.loads(proc.stdout or "{}")
@@ -300,7 +294,7 @@ def _dvc_status(root: Path, pipeline: str) -> dict[str, Any]:
 
 
 def format_statuses(statuses: list[StageStatus], show_downstream: bool = True) -> str:
-    shown = [s for s in statuses if show_downstream or not getattr(s, "downstream_only", False)]
+    shown = [s for s in statuses if show_downstream or not s.downstream_only]
     if not shown:
         return "every stage is up to date"
     return "\n".join(f"{s.stage}: {'; '.join(s.reasons)}" for s in shown)

@@ -32,6 +32,14 @@ class PipelineStage:
     wdir: str = "."
 
 
+def dvc_executable() -> str:
+    """The venv's ``dvc`` beside this Python, even when the venv is not activated; else PATH's."""
+    import sys
+
+    beside = Path(sys.executable).parent / "dvc"
+    return str(beside) if beside.exists() else "dvc"
+
+
 @contextlib.contextmanager
 def _open(root: Path):
     """The repo, with the working directory at its root: DVC names stages relative to the cwd
