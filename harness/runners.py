@@ -55,7 +55,7 @@ class SlurmRunner:
     def run_stage(self, root: Path, stage: str, profile: str = "smoke") -> int:
         from harness.compiler import find_stage
         from harness.slurm import jobs
-        from harness.slurm.manifest import RunPaths, new_run_id
+        from harness.dag.manifest import RunPaths, new_run_id
         from harness.slurm.sbatch import JobSpec
 
         planned, _ = find_stage(root, stage, profile)  # fail fast on a typo, before anything is queued

@@ -184,7 +184,7 @@ def test_time_limit_signal_checkpoints_requeues_and_resumes_to_the_same_metrics(
 def test_ddp_two_processes_on_cpu_gloo_through_torchrun(slurm_cluster, tmp_path):  # noqa: F811
     from harness.runners import wait_for_job
     from harness.slurm import jobs
-    from harness.slurm.manifest import RunPaths
+    from harness.dag.manifest import RunPaths
     from harness.slurm.sbatch import JobSpec
     from harness.slurm.settings import SlurmSettings
     from harness.study import Resources

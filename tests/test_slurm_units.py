@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.slurm import dvcgraph, jobs
-from harness.slurm.manifest import RunManifest, StageRun
+from harness.dag import dvcgraph
+from harness.slurm import jobs
+from harness.dag.manifest import RunManifest, StageRun
 from harness.slurm.sbatch import JobSpec, render_script, sbatch_args
 from harness.slurm.scheduler import recordable
 from harness.slurm.settings import SlurmSettings, load_settings

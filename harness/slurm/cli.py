@@ -67,7 +67,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_collect(args) -> int:
-    from harness.slurm import manifest as mf
+    from harness.dag import manifest as mf
     from harness.slurm import scheduler
 
     settings = _settings(args)

@@ -31,7 +31,7 @@ from harness.dag.scheduler import (  # noqa: F401  (re-exported: the SLURM path'
 )
 from harness.dag.scheduler import short as _short
 from harness.slurm import jobs
-from harness.slurm.manifest import RunManifest, RunPaths, StageRun, new_run_id, read_events, save
+from harness.dag.manifest import RunManifest, RunPaths, StageRun, new_run_id, read_events, save
 from harness.slurm.sbatch import JobSpec
 from harness.slurm.settings import SlurmSettings
 from harness.study import Resources
