@@ -41,3 +41,20 @@ def report_header() -> str:
     return (f"> Profile `{profile}`: produced at commit `{commit}`{dirty} by "
             f"`dvc repro {pipeline_file(profile)}`. CI does not rerun it; "
             f"`harness status --profile {profile} --committed` says whether it is stale.\n\n")
+
+
+def answer_lines(question: str, answered: bool, answer: str) -> str:
+    """The first lines of every study report: its question, and whether this run answers it.
+
+    Why a shared helper: a reader (and CI's reviewer) must tell from the first lines alone
+    whether a report is a result or a plumbing check, in every study and every profile alike.
+    ``answer`` is the answer when ``answered``, else the reason it is not (too little data, a
+    score at chance, a fit that is not determined ...).
+    """
+    verdict = "**Answered.**" if answered else "**Not answered by this run.**"
+    return f"**Question.** {question}\n\n{verdict} {answer.strip()}\n\n"
+
+
+def report_preamble(title: str, question: str, answered: bool, answer: str) -> str:
+    """Title, question/answer lines, then (non-default profiles) the provenance header."""
+    return f"# {title}\n\n{answer_lines(question, answered, answer)}{report_header()}"
