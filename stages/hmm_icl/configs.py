@@ -84,6 +84,9 @@ class EmSpec(StrictModel):
     history_val_sequences: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "float64"] = "float64"
+    #: E-step: ``torch`` (batched scaled forward-backward, ``baumwelch.py``) or ``pomegranate``
+    #: (DenseHMM.summarize, the reference implementation; ~100x slower at H = 100)
+    backend: Literal["torch", "pomegranate"] = "torch"
     #: torch intra-op threads (None: torch's default). Small-H fits are dominated by tiny
     #: matmuls, for which one thread is several times faster than two on a busy 2-core box.
     torch_threads: int | None = Field(None, ge=1)
