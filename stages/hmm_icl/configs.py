@@ -247,5 +247,43 @@ class ReportConfig(StrictModel):
     lm_metrics: Annotated[list[str], Dep]
     icl_metrics: Annotated[list[str], Dep]
     icl_curves: Annotated[list[str], Dep]
+    #: the EM experiments' tables (update_freq scan, duplicates); empty when the spec has none
+    em_tables: Annotated[list[str], Dep] = Field(default_factory=list)
     #: the report folder (RESULTS.md, figures), kept in git
     out_dir: Annotated[str, Committed]
+
+
+class EmExperimentsSpec(StrictModel):
+    """The seed's EM experiments on one grid point's word-level corpus (lab notes 004).
+
+    * ``update_freqs``: the same fit with an M-step every N mini-batches (null: once per epoch);
+      final train / validation log-likelihood against the number of M-steps taken: do the
+      frequent-update runs stop at a different (lower) optimum?
+    * ``duplicates``: r = 1 (unique) vs r > 1 (the first 1/r of the training sequences, each
+      repeated r times) at equal token count: is a repeated sequence worth as much as a new one?
+
+    The hidden x length heatmap of final-token CE needs no stage of its own: it is the grid's
+    ``eval`` metrics (``grid.hidden`` x ``grid.seq_len``), drawn by the report.
+    """
+
+    point: GridPoint
+    update_freqs: list[int | None] = Field(default_factory=lambda: [1, 4, None], min_length=1)
+    duplicates: list[int] = Field(default_factory=lambda: [1, 4], min_length=1)
+    #: the fit settings (``update_freq`` is overridden by the scan; the duplicates runs keep it)
+    fit: EmSpec
+
+    @model_validator(mode="after")
+    def _values(self) -> "EmExperimentsSpec":
+        if any(r < 1 for r in self.duplicates) or 1 not in self.duplicates:
+            raise ValueError(f"duplicates must be >= 1 and include 1 (the unique baseline), got {self.duplicates}")
+        return self
+
+
+class EmExperimentConfig(StrictModel):
+    kind: Literal["update_freq", "duplicates"]
+    point: GridPoint
+    experiments: EmExperimentsSpec
+    seed: int
+    corpus_dir: Annotated[str, Dep]
+    metrics: Annotated[str, Metric]
+    table: Annotated[str, Plot(x="updates", y="val_loglik_per_token")]

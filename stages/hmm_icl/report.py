@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.io import atomic_path
@@ -194,6 +195,60 @@ def _plot_fit(cfg: ReportConfig, path: Path) -> None:
     plt.close(fig)
 
 
+def em_sections(cfg: ReportConfig, grid: pd.DataFrame, out: Path) -> list[str]:
+    """The seed's EM experiments: update_freq scan, unique vs duplicated data, hidden x length heatmap."""
+    lines: list[str] = []
+    tables = {Path(t).stem: pd.read_csv(t) for t in cfg.em_tables}
+    if "update_freq" in tables:
+        t = tables["update_freq"]
+        best = t.loc[t["val_loglik_per_token"].idxmax()]
+        lines += ["## EM: update_freq scan (M-step every N mini-batches; `epoch` = classic EM)", "",
+                  "Same data, seed and epochs; final log-likelihood per token against the number of M-steps.", "",
+                  _md(t), "",
+                  f"Best validation log-likelihood: update_freq = {best['update_freq']} ({best['updates']} M-steps,"
+                  f" {best['val_loglik_per_token']:.4f}/token); spread over the scan"
+                  f" {t['val_loglik_per_token'].max() - t['val_loglik_per_token'].min():.4f} nats/token.", ""]
+    if "duplicates" in tables:
+        t = tables["duplicates"]
+        base = float(t.loc[t["repeats"] == 1, "val_loglik_per_token"].iloc[0])
+        t = t.assign(val_loss_vs_unique=base - t["val_loglik_per_token"])
+        lines += ["## EM: unique vs duplicated training sequences at equal token count", "",
+                  "`repeats` r: the first 1/r of the training sequences, each r times (r = 1: all unique).",
+                  "`val_loss_vs_unique`: validation log-likelihood lost against the unique run (nats/token).", "",
+                  _md(t), ""]
+    if len(grid) and grid["H"].nunique() > 1 and grid["L"].nunique() > 1:
+        _plot_heatmap(grid, out / "final_ce_heatmap.png")
+        pivot = grid.pivot_table(index="H", columns="L", values="hmm_final_ce")
+        pivot.columns = [f"L={c}" for c in pivot.columns]
+        lines += ["## Final-token cross-entropy: hidden states x sequence length (validation)", "",
+                  _md(pivot.reset_index()), "", "![final-token CE heatmap](final_ce_heatmap.png)", ""]
+    return lines
+
+
+def _plot_heatmap(grid: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = sorted(grid["K"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(4.5 * len(ks), 3.6), squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        pivot = grid[grid["K"] == k].pivot_table(index="H", columns="L", values="hmm_final_ce")
+        im = ax.imshow(pivot.values, cmap="viridis_r", aspect="auto")
+        ax.set_xticks(range(len(pivot.columns)), [str(c) for c in pivot.columns])
+        ax.set_yticks(range(len(pivot.index)), [str(i) for i in pivot.index])
+        for (i, j), v in np.ndenumerate(pivot.values):
+            ax.text(j, i, f"{v:.3f}", ha="center", va="center", color="white", fontsize=8)
+        ax.set_xlabel("sequence length L")
+        ax.set_ylabel("hidden states H")
+        ax.set_title(f"final-token CE (nats), K = {k}")
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
 def _md(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".4f") if len(frame) else "_(none)_"
 
@@ -270,6 +325,9 @@ def run(cfg: ReportConfig) -> None:
         if len(curves):
             _plot_curves(curves, tmp / "icl_curves.png")
         _plot_fit(cfg, tmp / "fit_history.png")
-        (tmp / "RESULTS.md").write_text(markdown(grid, icl))
+        extra = em_sections(cfg, grid, tmp)
+        for t in cfg.em_tables:
+            pd.read_csv(t).to_csv(tmp / f"em_{Path(t).stem}.csv", index=False, float_format="%.6g", lineterminator="\n")
+        (tmp / "RESULTS.md").write_text(markdown(grid, icl, extra))
         (tmp / "sampler_throughput.md").write_text(throughput_markdown(perf))
     print(f"report: {len(grid)} HMMs, {len(icl)} ICL measurements -> {cfg.out_dir}", flush=True)

@@ -18,8 +18,8 @@ from pydantic import Field, field_validator, model_validator
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study, StrictModel
 from stages.hmm_icl.configs import (
-    CorpusConfig, CorpusSource, EmSpec, EvalConfig, EvalSpec, FitConfig, GridPoint, IclConfig, IclSpec, LlamaSpec,
-    LmTrainConfig, LmTrainSpec, ReportConfig, SampleConfig, SynthSpec,
+    CorpusConfig, CorpusSource, EmExperimentConfig, EmExperimentsSpec, EmSpec, EvalConfig, EvalSpec, FitConfig,
+    GridPoint, IclConfig, IclSpec, LlamaSpec, LmTrainConfig, LmTrainSpec, ReportConfig, SampleConfig, SynthSpec,
 )
 
 STUDY_NAME = "hmm_icl"
@@ -58,6 +58,8 @@ class HmmIclSpec(StudySpec):
     synthetic: SynthSpec
     lm: LmSpec
     icl: IclSpec = IclSpec()
+    #: the seed's EM experiments (update_freq scan, duplicated sequences) on one grid point's corpus
+    em_experiments: EmExperimentsSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "HmmIclSpec":
@@ -65,6 +67,8 @@ class HmmIclSpec(StudySpec):
         for i, point in enumerate(self.synthetic.points or []):
             if point.tag not in tags:
                 raise ValueError(f"synthetic.points[{i}] ({point.tag}) is not a point of the grid")
+        if self.em_experiments is not None and self.em_experiments.point.tag not in tags:
+            raise ValueError(f"em_experiments.point ({self.em_experiments.point.tag}) is not a point of the grid")
         return self
 
     def synthetic_points(self) -> list[GridPoint]:
@@ -137,11 +141,23 @@ def plan(spec: HmmIclSpec, ctx: PlanContext) -> list[StageDef]:
                                  lm_dir=lm_dir, metrics=icl_metrics[-1], curve=icl_curves[-1]),
                 reads=["grid", "icl"], resources=res("icl")))
 
+    em_tables: list[str] = []
+    if spec.em_experiments is not None:
+        ex = spec.em_experiments
+        for kind in ("update_freq", "duplicates"):
+            em_tables.append(f"{plots}/em/{kind}.csv")
+            stages.append(StageDef(
+                name=f"{STUDY_NAME}-em-{kind.replace('_', '-')}", kind="fit", func="stages.hmm_icl.emexp:run",
+                config=EmExperimentConfig(kind=kind, point=ex.point, experiments=ex, seed=spec.seed,
+                                          corpus_dir=corpus_dirs[ex.point.corpus_tag],
+                                          metrics=f"{metrics}/em/{kind}.json", table=em_tables[-1]),
+                reads=["em_experiments", "seed"], resources=res("fit")))
+
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.hmm_icl.report:run",
         config=ReportConfig(points=spec.grid.points(), fit_metrics=fit_metrics, fit_histories=fit_histories,
                             eval_metrics=eval_metrics, icl_points=icl_points, icl_permutations=icl_perms,
-                            sample_dirs=sample_dirs,
+                            sample_dirs=sample_dirs, em_tables=em_tables,
                             lm_metrics=lm_metrics, icl_metrics=icl_metrics, icl_curves=icl_curves,
                             out_dir=ctx.reports),
         reads=["grid", "synthetic.points", "synthetic.permutations"], resources=res("report")))
