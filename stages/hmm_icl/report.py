@@ -95,27 +95,41 @@ def ce_table(icl: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def verdicts(icl: pd.DataFrame, goal: float = 0.05) -> list[str]:
+def identified_by(curves: pd.DataFrame, tag: str, level: float = 0.9) -> int | None:
+    """First position at which the fair optimum's mean posterior of the true pool member reaches ``level``."""
+    c = curves[curves["tag"] == tag]
+    if "p_true_member" not in c or c["p_true_member"].isna().all():
+        return None
+    hit = c[c["p_true_member"] >= level]
+    return int(hit["position"].iloc[0]) if len(hit) else None
+
+
+def verdicts(icl: pd.DataFrame, curves: pd.DataFrame | None = None, goal: float = 0.05) -> list[str]:
     """Plain statements of what each Llama learned, derived from the numbers (no hand-written claims)."""
     lines = []
     for _, r in icl.iterrows():
+        model = f"{int(r['llama_params']):,}-parameter Llama, {int(r['lm_steps'])} steps"
         if r["target"] != "fair":
-            lines.append(f"- `{r['tag']}` (unbounded permutations): no fair reference exists; the gap shown is to the"
-                         f" privileged oracle ({_pm(r['gap_model_late'], r['gap_model_late_ci'])} nats late), an upper"
-                         " bound on the gap to the (uncomputable) fair optimum.")
+            lines.append(f"- `{r['tag']}` (unbounded permutations; {model}): no fair reference exists; the gap shown is"
+                         f" to the privileged oracle ({_pm(r['gap_model_late'], r['gap_model_late_ci'])} nats late), an"
+                         " upper bound on the gap to the (uncomputable) fair optimum.")
             continue
         beats = r["model_minus_bigram_late"] + r["model_minus_bigram_late_ci"] < 0
-        falls = r["gap_model_late"] < r["gap_model_early"]
+        falls = r["gap_model_late"] + r["gap_model_late_ci"] < r["gap_model_early"] - r["gap_model_early_ci"]
         met = r["gap_model_late"] <= goal
         what = ("predicts better than in-context bigram counting" if beats
                 else "does not beat in-context bigram counting")
+        found = identified_by(curves, r["tag"]) if curves is not None and r["pool"] != 1 else None
+        member = (f" The fair optimum's posterior of the true pool member reaches 0.9 at position {found}."
+                  if found else "")
         lines.append(
-            f"- `{r['tag']}` (pool M = {r['pool']}): late gap to the fair optimum"
-            f" {_pm(r['gap_model_late'], r['gap_model_late_ci'])} nats/token (early"
-            f" {_pm(r['gap_model_early'], r['gap_model_early_ci'])}; {'falling' if falls else 'not falling'} with"
-            f" position); at late positions the Llama {what} (Llama - bigram-IC"
-            f" {_pm(r['model_minus_bigram_late'], r['model_minus_bigram_late_ci'])}); goal late gap <= {goal}:"
-            f" {'met' if met else 'not met'}.")
+            f"- `{r['tag']}` (pool M = {r['pool']}; {model}): CE falls from {r['ce_model_pos1']:.3f} at position 1 to"
+            f" {r['ce_model_late']:.3f} late (fair optimum {r['ce_fair_pos1']:.3f} -> {r['ce_fair_late']:.3f}). Gap to"
+            f" the fair optimum: early {_pm(r['gap_model_early'], r['gap_model_early_ci'])}, late"
+            f" {_pm(r['gap_model_late'], r['gap_model_late_ci'])} nats/token"
+            f" ({'falling' if falls else 'not significantly falling'} with position); at late positions the Llama"
+            f" {what} (Llama - bigram-IC {_pm(r['model_minus_bigram_late'], r['model_minus_bigram_late_ci'])})."
+            f"{member} Goal late gap <= {goal}: {'met' if met else 'not met'}.")
     return lines
 
 
@@ -203,7 +217,10 @@ def em_sections(cfg: ReportConfig, grid: pd.DataFrame, out: Path) -> list[str]:
         t = tables["update_freq"]
         best = t.loc[t["val_loglik_per_token"].idxmax()]
         lines += ["## EM: update_freq scan (M-step every N mini-batches; `epoch` = classic EM)", "",
-                  "Same data, seed and epochs; final log-likelihood per token against the number of M-steps.", "",
+                  "Same data, seed and epochs; final log-likelihood per token against the number of M-steps.",
+                  "`train_loglik_per_token`: mean over the last epoch's mini-batches, each scored before its window's",
+                  "M-step; `val_loglik_per_token`: the final parameters on the validation split (with inertia 0 the last",
+                  "M-step refits the parameters to its own window only, so small windows can overfit it).", "",
                   _md(t), "",
                   f"Best validation log-likelihood: update_freq = {best['update_freq']} ({best['updates']} M-steps,"
                   f" {best['val_loglik_per_token']:.4f}/token); spread over the scan"
@@ -250,7 +267,8 @@ def _plot_heatmap(grid: pd.DataFrame, path: Path) -> None:
 
 
 def _md(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4f") if len(frame) else "_(none)_"
+    # object dtype keeps integer columns integers (a numeric-only frame would reach tabulate as floats)
+    return frame.astype(object).to_markdown(index=False, floatfmt=".4f") if len(frame) else "_(none)_"
 
 
 def throughput_markdown(perf: pd.DataFrame) -> str:
@@ -267,14 +285,14 @@ QUESTION = ("Does a small Llama trained on text sampled from an HMM learn in con
             " the fair Bayes-optimal predictor (the one that does not know the sequence's emission permutation)?")
 
 
-def answer(icl: pd.DataFrame) -> tuple[bool, str]:
+def answer(icl: pd.DataFrame, curves: pd.DataFrame | None = None) -> tuple[bool, str]:
     """Answered when some measurement has a fair reference and a Llama above chance; else why not."""
     if not len(icl):
         return False, "No ICL measurement in this profile."
     fair = icl[icl["target"] == "fair"]
     if not len(fair):
         return False, "Every measurement uses unbounded permutations, which have no fair reference."
-    lines = verdicts(icl)
+    lines = verdicts(icl, curves)
     at_chance = [r["tag"] for _, r in icl.iterrows() if r["ce_model_late"] >= 0.98 * math.log(r["K"])]
     if at_chance:
         return False, (f"the Llama of {', '.join(at_chance)} is at chance (CE >= 98% of log K): a plumbing run,"
@@ -282,8 +300,9 @@ def answer(icl: pd.DataFrame) -> tuple[bool, str]:
     return True, "Per measurement (95% CIs over held-out sequences):\n\n" + "\n".join(lines)
 
 
-def markdown(grid: pd.DataFrame, icl: pd.DataFrame, extra: list[str] | None = None) -> str:
-    answered, text = answer(icl)
+def markdown(grid: pd.DataFrame, icl: pd.DataFrame, extra: list[str] | None = None,
+             curves: pd.DataFrame | None = None) -> str:
+    answered, text = answer(icl, curves)
     lines = [
         report_preamble("hmm_icl results", QUESTION, answered, text).rstrip(), "",
         "Generated by `dvc repro` (stage `hmm_icl-report`); do not edit by hand.", "",
@@ -328,6 +347,6 @@ def run(cfg: ReportConfig) -> None:
         extra = em_sections(cfg, grid, tmp)
         for t in cfg.em_tables:
             pd.read_csv(t).to_csv(tmp / f"em_{Path(t).stem}.csv", index=False, float_format="%.6g", lineterminator="\n")
-        (tmp / "RESULTS.md").write_text(markdown(grid, icl, extra))
+        (tmp / "RESULTS.md").write_text(markdown(grid, icl, extra, curves))
         (tmp / "sampler_throughput.md").write_text(throughput_markdown(perf))
     print(f"report: {len(grid)} HMMs, {len(icl)} ICL measurements -> {cfg.out_dir}", flush=True)
