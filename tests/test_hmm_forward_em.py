@@ -84,11 +84,14 @@ def test_update_windows_fold_the_remainder_into_the_last_window():
 def test_estep_memory_cap_shrinks_the_batch():
     from stages.hmm_icl.em import effective_batch_size
 
-    em = EmSpec(epochs=1, batch_size=1024, estep_memory_gb=40)
+    em = EmSpec(epochs=1, batch_size=1024, estep_memory_gb=40, backend="pomegranate")
     assert effective_batch_size(em, hidden=100, seq_len=100, itemsize=4) == 1024
     # H = L = 600 in float32: 3 * 600 * 600^2 * 4 bytes per sequence -> 16 sequences in 40 GiB
     assert effective_batch_size(em, hidden=600, seq_len=600, itemsize=4) == 16
     assert effective_batch_size(em.model_copy(update={"estep_memory_gb": None}), 600, 600, 4) == 1024
+    # the torch backend holds (batch, L, H) tensors only: 3 * 600 * 600 * 4 bytes -> all 1024 fit in 40 GiB
+    torch_em = em.model_copy(update={"backend": "torch", "estep_memory_gb": 0.1})
+    assert effective_batch_size(torch_em, hidden=600, seq_len=600, itemsize=4) == int(0.1 * 2**30 // (3 * 600 * 600 * 4))
 
 
 def _disjoint_vocab_data() -> np.ndarray:
@@ -96,8 +99,9 @@ def _disjoint_vocab_data() -> np.ndarray:
     return np.array([[0, 1, 0, 1, 1, 0], [2, 3, 3, 2, 2, 3]])
 
 
-def test_zero_floor_produces_nan_and_the_floor_prevents_it():
-    em = EmSpec(epochs=2, batch_size=1, update_freq=1, floor=0.0, torch_threads=1)
+@pytest.mark.parametrize("backend", ["torch", "pomegranate"])
+def test_zero_floor_produces_nan_and_the_floor_prevents_it(backend):
+    em = EmSpec(epochs=2, batch_size=1, update_freq=1, floor=0.0, torch_threads=1, backend=backend)
     with pytest.raises(FloatingPointError):
         fit_em(_disjoint_vocab_data(), None, hidden=2, emissions=4, em=em, seed=0)
     floored = fit_em(_disjoint_vocab_data(), None, hidden=2, emissions=4, em=em.model_copy(update={"floor": 1e-14}),

@@ -18,15 +18,17 @@ from harness.trainer import TrainSettings
 from harness.validation import GateFailure
 from stages.hmm_icl.baselines import kl_rows
 from stages.hmm_icl.configs import GridPoint, IclConfig, IclSpec, LlamaSpec, LmTrainConfig, SampleConfig, SynthSpec
-from stages.hmm_icl.icl import model_log_predictive, optimal_log_predictive, per_position
+from stages.hmm_icl.icl import model_log_predictive, optimal_log_predictive, per_position, summarise, token_ce
 from stages.hmm_icl.icl import run as run_icl
 from stages.hmm_icl.lm import load_llama
+from stages.hmm_icl.pool import Permutations
 from stages.hmm_icl.sample import run as run_sample
 from stages.hmm_icl.shards import read_perms, read_split
 from stages.hmm_icl.train import run as run_train
 
 K, H, L = 6, 3, 16
 POINT = GridPoint(emissions=K, hidden=H, seq_len=L)
+POOL = 4
 
 
 def _hmm():
@@ -48,8 +50,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("icl")
     _hmm().save(root / "hmm.npz")
     run_sample(SampleConfig(point=POINT, synth=SynthSpec(train_sequences=1024, val_sequences=64, eval_sequences=200,
-                                                         batch_sequences=256, shard_sequences=512, permute=True),
-                            seed=4, hmm_dir=str(root), out_dir=str(root / "shards"), metrics=str(root / "s.json")))
+                                                         batch_sequences=256, shard_sequences=512),
+                            permutations=Permutations(pool=POOL), seed=4, hmm_dir=str(root), out_dir=str(root / "shards"), metrics=str(root / "s.json")))
     cfg = _train_config(root, root / "shards")
     run_train(cfg)
     return {"root": root, "shards": root / "shards", "lm": root / "lm", "cfg": cfg}
@@ -111,13 +113,16 @@ def test_per_position_of_the_oracle_against_itself_is_zero(trained):
     x = read_split(trained["shards"], "eval", 20).astype(np.int64)
     log_opt = optimal_log_predictive(structured_hmm(H, K), x, read_perms(trained["shards"], "eval")[:20])
     zeros = np.zeros(x.shape)
-    curve = per_position(x, log_opt, log_opt, zeros, zeros)
-    assert np.allclose(curve["gap"], 0) and np.allclose(curve["kl_model_optimal"], 0, atol=1e-12)
+    ce = {"model": token_ce(x, log_opt), "oracle": token_ce(x, log_opt), "unigram_ic": zeros, "bigram_ic": zeros}
+    curve = per_position(ce, kl_rows(log_opt, log_opt), None)
+    assert np.allclose(curve["gap_model"], 0) and np.allclose(curve["kl_fair_model"], 0, atol=1e-12)
+    summary = summarise(ce, 0.25)
+    assert summary["target"] == "oracle" and summary["gap_model_late"] == 0 and summary["gap_model_pos1"] == 0
 
 
 def test_icl_stage_writes_curves_and_metrics(trained):
     root = trained["root"]
-    cfg = IclConfig(point=POINT, icl=IclSpec(device="cpu", window=0.25, torch_threads=1), hmm_dir=str(root),
+    cfg = IclConfig(point=POINT, permutations=Permutations(pool=POOL), icl=IclSpec(device="cpu", window=0.25, torch_threads=1), hmm_dir=str(root),
                     shards_dir=str(trained["shards"]), lm_dir=str(trained["lm"]), metrics=str(root / "icl.json"),
                     curve=str(root / "icl.csv"))
     run_icl(cfg)
@@ -126,10 +131,14 @@ def test_icl_stage_writes_curves_and_metrics(trained):
     curve = pd.read_csv(root / "icl.csv")
     metrics = json.loads((root / "icl.json").read_text())
     assert list(curve["position"]) == list(range(1, L + 1))
-    assert metrics["sequences"] == 200 and metrics["permuted"] is True
-    # the oracle's loss falls as the context pins down the permutation: in-context inference
-    assert metrics["ce_optimal_late"] < metrics["ce_optimal_early"]
-    assert (curve["ce_model"] >= curve["ce_optimal"] - 3 * curve["gap_se"]).all()
+    assert metrics["sequences"] == 200 and metrics["permuted"] is True and metrics["pool"] == POOL
+    assert metrics["target"] == "fair" and metrics["window_positions"] == round(0.25 * (L - 1))
+    # the fair optimum's loss falls as the context pins down the pool member: in-context inference
+    assert metrics["ce_fair_late"] < metrics["ce_fair_early"] < metrics["ce_fair_pos1"]
+    assert curve["p_true_member"].iloc[-1] > curve["p_true_member"].iloc[0] == pytest.approx(1 / POOL)
+    # nobody beats the fair optimum in expectation; the oracle beats it at position 1
+    assert (curve["ce_model"] >= curve["ce_fair"] - curve["ce_model_ci"] - curve["ce_fair_ci"]).all()
+    assert metrics["ce_oracle_pos1"] < metrics["ce_fair_pos1"]
 
 
 def _corrupt(src: Path, dst: Path, how: str) -> Path:

@@ -81,11 +81,43 @@ def test_knobs_reach_exactly_the_stages_that_read_them():
     by_kind = {}
     for stage in loaded.plan():
         by_kind.setdefault(stage.kind, set()).update(loaded.knobs_under(stage.reads))
-    assert "hmm_update_freq" in by_kind["fit"] and "hmm_permute" not in by_kind["fit"]
-    assert "hmm_permute" in by_kind["sample"]
-    assert not {"hmm_update_freq", "hmm_permute"} & (by_kind["eval"] | by_kind["train"] | by_kind["icl"])
+    assert "hmm_update_freq" in by_kind["fit"] and "hmm_start" not in by_kind["fit"]
+    assert "hmm_start" in by_kind["sample"]
+    assert not {"hmm_update_freq", "hmm_start"} & (by_kind["eval"] | by_kind["train"] | by_kind["icl"])
     fit = next(s for s in loaded.plan() if s.kind == "fit")
     assert fit.config.em.update_freq == load_params(REPO / "params.yaml")["hmm_update_freq"]
+
+
+def test_every_permutation_pool_gets_its_own_corpus_llama_and_icl_stage():
+    stages = _load().plan()
+    pool = 4
+    for kind in ("sample", "train", "icl"):
+        names = sorted(s.name for s in stages if s.kind == kind)
+        assert names == sorted([f"hmm_icl-{kind}-k32-h16-l32-p1", f"hmm_icl-{kind}-k32-h16-l32-p{pool}"])
+    assert {s.config.permutations.pool for s in stages if s.kind == "sample"} == {1, pool}
+
+
+def test_reference_profile_runs_pools_1_8_64_on_the_tinystories_slice():
+    loaded = _load("reference")
+    stages = loaded.plan()
+    assert loaded.spec.corpus.path == "published/tinystories/val.txt"
+    icl = [s for s in stages if s.kind == "icl"]
+    assert sorted(s.config.permutations.pool for s in icl) == [1, 8, 64]
+    assert all(s.config.point.seq_len >= 128 and 16 <= s.config.point.emissions <= 32 for s in icl)
+    assert {"hmm_icl-em-update-freq", "hmm_icl-em-duplicates"} <= {s.name for s in stages}
+    for stage in stages:
+        paths = stage.paths()
+        written = [p for section in ("outs", "outs_no_cache", "metrics", "plots") for p, _ in paths[section]]
+        assert all(p.split("/")[1] == "reference" for p in written), stage.name
+
+
+def test_em_experiments_point_outside_the_grid_is_a_spec_error(tmp_path):
+    text = SPEC.read_text().replace("point: {emissions: 32, hidden: 8, seq_len: 32}",
+                                    "point: {emissions: 32, hidden: 9, seq_len: 32}", 1)
+    bad = tmp_path / "hmm_icl.yaml"
+    bad.write_text(text)
+    with pytest.raises(SpecError, match="k32-h9-l32"):
+        load_spec(bad, load_params(REPO / "params.yaml"), discover_studies())
 
 
 def test_synthetic_point_outside_the_grid_is_a_spec_error(tmp_path):

@@ -21,6 +21,7 @@ from stages.hmm_icl.forward import forward, loglik_per_token
 from stages.hmm_icl.gates import check_shards
 from stages.hmm_icl.hmm import HmmParams, random_params
 from stages.hmm_icl.sample import run as run_sample
+from stages.hmm_icl.pool import Permutations, make_pool
 from stages.hmm_icl.sample import unpermute
 from stages.hmm_icl.sampler import HmmSampler, reference_sample
 from stages.hmm_icl.shards import lm_stream, read_perms, read_split
@@ -69,13 +70,33 @@ def test_vectorised_and_per_token_samplers_agree_in_distribution():
         assert chi2_contingency(table).pvalue > 1e-3
 
 
+def test_pool_members_are_drawn_uniformly_and_relabel_the_same_draws():
+    params = structured_hmm()
+    pool = make_pool(5, 3, seed=0)
+    x, perms, members = HmmSampler(params).sample(3000, 10, np.random.default_rng(4), pool=pool)
+    np.testing.assert_array_equal(perms, pool[members])
+    counts = np.bincount(members, minlength=3)
+    assert within_sampling_error(counts, np.full(3, 3000), np.full(3, 1 / 3))
+    plain, _, _ = HmmSampler(params).sample(3000, 10, np.random.default_rng(4))
+    np.testing.assert_array_equal(unpermute(x, perms), plain)
+
+
+def test_stationary_start_draws_the_first_state_from_the_stationary_law():
+    params = structured_hmm()
+    stat = params.stationary()
+    np.testing.assert_allclose(stat @ params.A, stat, atol=1e-12)
+    _, z = HmmSampler(params.with_start("stationary")).sample_states(20000, 2, np.random.default_rng(0))
+    assert within_sampling_error(np.bincount(z[:, 0], minlength=3), np.full(3, 20000), stat)
+
+
 def test_permuted_emissions_are_per_sequence_permutations():
     params = structured_hmm()
-    x, perms = HmmSampler(params).sample(500, 30, np.random.default_rng(4), permute=True)
+    x, perms, members = HmmSampler(params).sample(500, 30, np.random.default_rng(4), permute=True)
+    assert members is None
     assert np.all(np.sort(perms, axis=1) == np.arange(5))
     assert len({tuple(p) for p in perms}) > 50  # many different maps, not one shared permutation
     y = unpermute(x, perms)
-    plain, _ = HmmSampler(params).sample(500, 30, np.random.default_rng(4))
+    plain, _, _ = HmmSampler(params).sample(500, 30, np.random.default_rng(4))
     np.testing.assert_array_equal(y, plain)  # same draws, only relabelled
 
 
@@ -113,8 +134,8 @@ def synthetic(tmp_path_factory) -> SampleConfig:
     structured_hmm(3, 6).save(root / "hmm.npz")
     cfg = SampleConfig(point=GridPoint(emissions=6, hidden=3, seq_len=12),
                        synth=SynthSpec(train_sequences=250, val_sequences=20, eval_sequences=30, batch_sequences=64,
-                                       shard_sequences=100, permute=True),
-                       seed=9, hmm_dir=str(root), out_dir=str(root / "corpus"), metrics=str(root / "metrics.json"))
+                                       shard_sequences=100),
+                       permutations=Permutations(pool=None), seed=9, hmm_dir=str(root), out_dir=str(root / "corpus"), metrics=str(root / "metrics.json"))
     run_sample(cfg)
     return cfg
 

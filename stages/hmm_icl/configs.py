@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
 from harness.trainer import TrainSettings
+from stages.hmm_icl.pool import Permutations
 
 #: shards store ids as uint16; the Llama vocabulary is K + 1 (the separator), so K < 65535
 MAX_EMISSIONS = 65534
@@ -83,6 +84,9 @@ class EmSpec(StrictModel):
     history_val_sequences: int = Field(256, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "float64"] = "float64"
+    #: E-step: ``torch`` (batched scaled forward-backward, ``baumwelch.py``) or ``pomegranate``
+    #: (DenseHMM.summarize, the reference implementation; ~100x slower at H = 100)
+    backend: Literal["torch", "pomegranate"] = "torch"
     #: torch intra-op threads (None: torch's default). Small-H fits are dominated by tiny
     #: matmuls, for which one thread is several times faster than two on a busy 2-core box.
     torch_threads: int | None = Field(None, ge=1)
@@ -124,8 +128,13 @@ class SynthSpec(StrictModel):
     batch_sequences: int = Field(4096, ge=1)
     #: sequences per memory-mapped shard
     shard_sequences: int = Field(65536, ge=1)
-    #: per-sequence random permutation of the emission ids (the map must be inferred in context)
-    permute: bool = False
+    #: emission permutations, one synthetic corpus + Llama + ICL measurement per entry:
+    #: ``{pool: M}`` draws each sequence's id map from a seeded pool of M permutations (M = 1: none;
+    #: the fair optimum is the mixture forward algorithm over the pool); ``{pool: null}``: a fresh
+    #: random permutation per sequence (the seed's unbounded case; no fair reference exists)
+    permutations: list[Permutations] = Field(default_factory=lambda: [Permutations(pool=1)], min_length=1)
+    #: initial hidden state of every sampled sequence: the HMM's ``pi`` or its stationary distribution
+    start: Literal["pi", "stationary"] = "pi"
     #: grid points that get synthetic corpora, a Llama and an ICL measurement (None: all)
     points: list[GridPoint] | None = None
 
@@ -133,6 +142,7 @@ class SynthSpec(StrictModel):
 class SampleConfig(StrictModel):
     point: GridPoint
     synth: SynthSpec
+    permutations: Permutations
     seed: int
     hmm_dir: Annotated[str, Dep]
     out_dir: Annotated[str, Out]
@@ -202,7 +212,8 @@ class IclSpec(StrictModel):
     #: held-out sequences scored (None: all that were sampled)
     max_sequences: int | None = Field(None, ge=1)
     batch_size: int = Field(64, ge=1)
-    #: fraction of positions averaged for the "early" and "late" ICL gap figures
+    #: fraction of positions 2..L averaged for the "early" and "late" ICL gap figures
+    #: (position 1, which has no context, is reported on its own)
     window: float = Field(0.1, gt=0, le=0.5)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     torch_threads: int | None = Field(None, ge=1)
@@ -210,12 +221,17 @@ class IclSpec(StrictModel):
 
 class IclConfig(StrictModel):
     point: GridPoint
+    permutations: Permutations
     icl: IclSpec
     hmm_dir: Annotated[str, Dep]
     shards_dir: Annotated[str, Dep]
     lm_dir: Annotated[str, Dep]
     metrics: Annotated[str, Metric]
-    curve: Annotated[str, Plot(x="position", y="gap")]
+    curve: Annotated[str, Plot(x="position", y="gap_model")]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.point.tag}-{self.permutations.tag}"
 
 
 class ReportConfig(StrictModel):
@@ -224,10 +240,50 @@ class ReportConfig(StrictModel):
     fit_histories: Annotated[list[str], Dep]
     eval_metrics: Annotated[list[str], Dep]
     icl_points: list[GridPoint]
+    #: the permutation setting of each ICL measurement (parallel to ``icl_points``)
+    icl_permutations: list[Permutations]
     #: the synthetic corpora, for the sampler throughput recorded in their ``perf.json``
     sample_dirs: Annotated[list[str], Dep]
     lm_metrics: Annotated[list[str], Dep]
     icl_metrics: Annotated[list[str], Dep]
     icl_curves: Annotated[list[str], Dep]
+    #: the EM experiments' tables (update_freq scan, duplicates); empty when the spec has none
+    em_tables: Annotated[list[str], Dep] = Field(default_factory=list)
     #: the report folder (RESULTS.md, figures), kept in git
     out_dir: Annotated[str, Committed]
+
+
+class EmExperimentsSpec(StrictModel):
+    """The seed's EM experiments on one grid point's word-level corpus (lab notes 004).
+
+    * ``update_freqs``: the same fit with an M-step every N mini-batches (null: once per epoch);
+      final train / validation log-likelihood against the number of M-steps taken: do the
+      frequent-update runs stop at a different (lower) optimum?
+    * ``duplicates``: r = 1 (unique) vs r > 1 (the first 1/r of the training sequences, each
+      repeated r times) at equal token count: is a repeated sequence worth as much as a new one?
+
+    The hidden x length heatmap of final-token CE needs no stage of its own: it is the grid's
+    ``eval`` metrics (``grid.hidden`` x ``grid.seq_len``), drawn by the report.
+    """
+
+    point: GridPoint
+    update_freqs: list[int | None] = Field(default_factory=lambda: [1, 4, None], min_length=1)
+    duplicates: list[int] = Field(default_factory=lambda: [1, 4], min_length=1)
+    #: the fit settings (``update_freq`` is overridden by the scan; the duplicates runs keep it)
+    fit: EmSpec
+
+    @model_validator(mode="after")
+    def _values(self) -> "EmExperimentsSpec":
+        if any(r < 1 for r in self.duplicates) or 1 not in self.duplicates:
+            raise ValueError(f"duplicates must be >= 1 and include 1 (the unique baseline), got {self.duplicates}")
+        return self
+
+
+class EmExperimentConfig(StrictModel):
+    kind: Literal["update_freq", "duplicates"]
+    point: GridPoint
+    experiments: EmExperimentsSpec
+    seed: int
+    corpus_dir: Annotated[str, Dep]
+    metrics: Annotated[str, Metric]
+    table: Annotated[str, Plot(x="updates", y="val_loglik_per_token")]

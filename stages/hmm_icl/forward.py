@@ -75,3 +75,54 @@ def forward_chunked(params: HmmParams, x: np.ndarray, full: bool = False, chunk:
 def loglik_per_token(params: HmmParams, x: np.ndarray, chunk: int = 1024) -> float:
     total = sum(float(res.loglik.sum()) for _, res in forward_chunked(params, x, chunk=chunk))
     return total / max(1, np.asarray(x).size)
+
+
+@dataclass
+class MixtureResult:
+    #: log p(x_t = k | x_<t) of the fair optimum for every shown id k, shape (N, L, K)
+    pred_logp: np.ndarray
+    #: log posterior over pool members *before* each position, log p(m | x_<t), shape (N, L, M)
+    member_logpost: np.ndarray
+
+
+def mixture_forward(params: HmmParams, pool: np.ndarray, x: np.ndarray, chunk_bytes: int = 1 << 28) -> MixtureResult:
+    """The fair Bayes-optimal predictor of sequences relabelled by an unknown member of ``pool``.
+
+    The data are a uniform mixture of M HMMs (member m shows HMM emission y as ``pool[m, y]``).
+    For each member the forward algorithm runs on the sequence mapped back, y_m = pool[m]^-1(x),
+    which gives p_m(x_t = k | x_<t) and the member's running likelihood; the posterior
+    p(m | x_<t) is proportional to prod_{s<t} p_m(x_s | x_<s) (uniform prior), and
+
+        p(x_t = k | x_<t) = sum_m p(m | x_<t) p_m(x_t = k | x_<t).
+
+    This is exact (GINC's mixture-of-HMMs oracle) and vectorised: all M x N relabelled
+    sequences go through one batched forward pass, in blocks of sequences that keep the
+    (M, n, L, K) array under ``chunk_bytes``.
+    """
+    from scipy.special import logsumexp
+
+    from stages.hmm_icl.pool import inverse
+
+    x = np.asarray(x, dtype=np.int64)
+    n, length = x.shape
+    inv = inverse(pool)  # (M, K)
+    m, k = inv.shape
+    if k != params.emissions:
+        raise ValueError(f"pool permutes {k} ids but the HMM has {params.emissions} emissions")
+    pred = np.empty((n, length, k))
+    post = np.empty((n, length, m))
+    step = max(1, int(chunk_bytes // (m * length * k * 8 * 3)))
+    for s in range(0, n, step):
+        xs = x[s : s + step]
+        b = len(xs)
+        y = inv[:, xs].reshape(m * b, length)  # y[m*b + i] = inv[m][xs[i]]
+        res = forward(params, y, full=True)
+        # shown id k was HMM emission inv[m, k]
+        pred_m = np.take_along_axis(res.pred_logp.reshape(m, b, length, k),
+                                    np.broadcast_to(inv[:, None, None, :], (m, b, length, k)), axis=3)
+        tok = res.token_logp.reshape(m, b, length)
+        cum = np.concatenate([np.zeros((m, b, 1)), np.cumsum(tok[..., :-1], axis=2)], axis=2)  # log p_m(x_<t)
+        logpost = cum - logsumexp(cum, axis=0, keepdims=True)  # (M, b, L)
+        pred[s : s + b] = logsumexp(logpost[..., None] + pred_m, axis=0)
+        post[s : s + b] = np.moveaxis(logpost, 0, -1)
+    return MixtureResult(pred_logp=pred, member_logpost=post)

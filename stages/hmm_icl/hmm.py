@@ -61,7 +61,20 @@ class HmmParams:
         """Stationary distribution of A (left eigenvector for eigenvalue 1)."""
         vals, vecs = np.linalg.eig(self.A.T)
         v = np.real(vecs[:, np.argmin(np.abs(vals - 1))])
+        v = np.clip(v / v.sum(), 0.0, None)  # rounding can leave -1e-17 entries
         return v / v.sum()
+
+    def with_start(self, start: str) -> "HmmParams":
+        """The HMM whose sequences start in ``pi`` (``"pi"``) or in the stationary distribution.
+
+        Sampling with ``synthetic.start: stationary`` draws the first state from the stationary
+        distribution, so every exact predictor of those sequences must use it as its prior.
+        """
+        if start == "pi":
+            return self
+        if start == "stationary":
+            return HmmParams(pi=self.stationary(), A=self.A, B=self.B)
+        raise ValueError(f"start must be 'pi' or 'stationary', got {start!r}")
 
 
 def random_params(hidden: int, emissions: int, rng: np.random.Generator, concentration: float = 1.0) -> HmmParams:

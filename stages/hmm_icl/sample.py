@@ -19,8 +19,9 @@ from stages.hmm_icl.configs import SampleConfig
 from stages.hmm_icl.forward import loglik_per_token
 from stages.hmm_icl.gates import check_shards
 from stages.hmm_icl.hmm import HmmParams
+from stages.hmm_icl.pool import make_pool
 from stages.hmm_icl.sampler import HmmSampler
-from stages.hmm_icl.shards import read_perms, read_split, write_split
+from stages.hmm_icl.shards import POOL_FILE, read_perms, read_split, write_split
 
 
 def unpermute(x: np.ndarray, perms: np.ndarray | None) -> np.ndarray:
@@ -36,16 +37,21 @@ def run(cfg: SampleConfig) -> None:
     params = HmmParams.load(Path(cfg.hmm_dir) / "hmm.npz")
     if (params.hidden, params.emissions) != (p.hidden, p.emissions):
         raise ValueError(f"{cfg.hmm_dir} holds H={params.hidden}, K={params.emissions}; expected {p.tag}")
+    params = params.with_start(s.start)  # the sampler and the oracle share the start distribution
     sampler = HmmSampler(params)
     splits = {"train": s.train_sequences, "val": s.val_sequences, "eval": s.eval_sequences}
+    size = cfg.permutations.pool
+    pool = None if size is None else make_pool(p.emissions, size, cfg.seed)
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
         manifest = {"emissions": p.emissions, "hidden": p.hidden, "seq_len": p.seq_len, "seed": cfg.seed,
-                    "permute": s.permute, "splits": {}}
+                    "pool": size, "permute": size != 1, "start": s.start, "splits": {}}
+        if pool is not None:
+            np.save(tmp / POOL_FILE, pool)
         t0 = time.perf_counter()
         for split, n in splits.items():
             manifest["splits"][split] = write_split(tmp, split, sampler, n, p.seq_len, cfg.seed, s.batch_sequences,
-                                                    s.shard_sequences, s.permute, keep_perms=(split == "eval"))
+                                                    s.shard_sequences, pool, keep_perms=(split == "eval"))
             print(f"{split}: {n} x {p.seq_len} tokens in {len(manifest['splits'][split]['shards'])} shard(s)",
                   flush=True)
         seconds = time.perf_counter() - t0
@@ -58,7 +64,7 @@ def run(cfg: SampleConfig) -> None:
         y = unpermute(read_split(tmp, "eval"), read_perms(tmp, "eval"))
     print(f"sampled {tokens} tokens at {perf['tokens_per_s']:.3g} tokens/s", flush=True)
     write_json(cfg.metrics, {
-        "emissions": p.emissions, "hidden": p.hidden, "seq_len": p.seq_len, "permute": s.permute,
+        "emissions": p.emissions, "hidden": p.hidden, "seq_len": p.seq_len, "pool": size, "start": s.start,
         **{f"{split}_tokens": n * p.seq_len for split, n in splits.items()},
         "eval_oracle_ce_per_token": -loglik_per_token(params, y),
         "train_sha256": [sh["sha256"][:16] for sh in manifest["splits"]["train"]["shards"]],

@@ -1,95 +1,132 @@
 """Vectorised HMM sampler: whole batches of sequences per step, no per-token Python loop.
 
-How: inverse-CDF sampling with one ``np.searchsorted`` call per time step for the hidden
-states and one call for all emissions of a batch. The trick that makes one call serve rows
-with different distributions: row r's cumulative probabilities are shifted by r and the rows
-concatenated into one sorted array, so the query r + u (u ~ U[0, 1)) can only land in row r.
-Each step then costs O(batch * log(H^2)) in C, instead of one ``rng.choice`` per token.
+How: Walker's alias method, one table per row of pi, A and B. A row with C outcomes becomes
+C equiprobable columns, column j holding outcome j with probability ``prob[j]`` and its
+``alias[j]`` otherwise; a draw is one uniform u: column j = floor(u C), and the fractional part
+f = u C - j decides between j and alias[j]. Every token then costs O(1) elementwise numpy work
+(a multiply, a floor, two gathers, a compare, a select) instead of a binary search, and rows
+with different distributions are served by the same vectorised call by offsetting the flat
+table index by ``row * C``. Hidden states need one such step per position (the chain), the
+emissions of a whole batch are drawn in one shot.
 
-Exactness: the shifted CDFs and queries are float64; a draw can only go wrong when u lies
-within ~1e-13 of a CDF boundary, i.e. with probability ~1e-13 per token (the 1e-14 floor puts
-every probability well above that scale only when it matters: such draws then pick a
-neighbouring id). Out-of-row results from rounding at u ~ 1 are clipped into the row.
+Exactness: the alias tables are built in float64 (Vose's algorithm) and are exact up to
+rounding; f carries the ~53 - log2(C) low bits of u, so a probability is represented to
+about 2^-37 at C = 65534, far below anything the study measures. Tests compare the empirical
+frequencies and the transition law with the HMM and with a per-token ``rng.choice`` sampler.
 
-Optional per-sequence emission permutation: token ids shown are ``perm[y]`` for a uniformly
-random permutation ``perm`` of the K ids drawn independently for each sequence, so a learner
-must infer the id map in context.
+Emission permutations (see ``pool.py``): token ids shown are ``perm[y]``, with ``perm`` either a
+member of a finite pool drawn uniformly per sequence, or (the unbounded case) a fresh uniformly
+random permutation of the K ids per sequence.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from stages.hmm_icl.hmm import HmmParams
 
 
-def _shifted_cdf(probs: np.ndarray) -> np.ndarray:
-    """Row r -> r + cumsum(row), last entry exactly r + 1, flattened (sorted, length R * C)."""
-    cdf = np.cumsum(probs, axis=1)
-    cdf /= cdf[:, -1:]
-    cdf[:, -1] = 1.0
-    return (cdf + np.arange(len(probs))[:, None]).ravel()
+def alias_table(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vose's alias tables of every row of ``probs`` (R, C): (prob (R, C) float64, alias (R, C) int64)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    rows, c = probs.shape
+    prob = np.ones((rows, c))
+    alias = np.tile(np.arange(c, dtype=np.int64), (rows, 1))
+    for r in range(rows):
+        scaled = probs[r] / probs[r].sum() * c
+        small = [i for i in range(c) if scaled[i] < 1.0]
+        large = [i for i in range(c) if scaled[i] >= 1.0]
+        while small and large:
+            s, g = small.pop(), large.pop()
+            prob[r, s], alias[r, s] = scaled[s], g
+            scaled[g] -= 1.0 - scaled[s]
+            (small if scaled[g] < 1.0 else large).append(g)
+        # leftovers are 1 up to rounding: they keep prob 1 (their own column)
+    return prob, alias
+
+
+#: elements per vectorised emission draw (keeps the temporaries in cache)
+_CHUNK = 1 << 15
+
+
+@dataclass
+class _Table:
+    """Flattened alias tables of R rows with C outcomes each."""
+
+    prob: np.ndarray
+    alias: np.ndarray
+    c: int
+
+    @classmethod
+    def of(cls, probs: np.ndarray) -> "_Table":
+        prob, alias = alias_table(probs)
+        return cls(prob=prob.ravel(), alias=alias.ravel(), c=probs.shape[1])
+
+    def draw(self, rows: np.ndarray | None, u: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Outcome per element of ``u`` for table row ``rows`` (None: row 0), written into ``out``."""
+        q = u * self.c
+        own = q.astype(np.int64)
+        np.minimum(own, self.c - 1, out=own)  # u * C rounds up to C only at u ~ 1
+        q -= own  # the fractional part: the second uniform
+        flat = own if rows is None else own + rows * self.c
+        np.copyto(out, np.where(q < self.prob[flat], own, self.alias[flat]))
+        return out
 
 
 class HmmSampler:
-    """Samples (n, L) emission ids, preallocating its work buffers for the largest batch seen."""
+    """Samples (n, L) emission ids; one alias table per row of pi, A and B."""
 
     def __init__(self, params: HmmParams):
         self.params = params.check(atol=1e-6)
         self.h, self.k = params.hidden, params.emissions
-        self._pi_cdf = _shifted_cdf(params.pi[None, :])
-        self._a_cdf = _shifted_cdf(params.A)
-        self._b_cdf = _shifted_cdf(params.B)
-        self._cap = 0
-
-    def _buffers(self, n: int, length: int) -> None:
-        if self._cap >= n and self._len == length:
-            return
-        self._cap, self._len = n, length
-        self._u = np.empty((n, length))
-        self._q = np.empty((n, length))
-        self._z = np.empty((n, length), dtype=np.int64)
-        self._idx = np.empty((n, length), dtype=np.int64)
+        self._pi = _Table.of(params.pi[None, :])
+        self._a = _Table.of(params.A)
+        self._b = _Table.of(params.B)
+        self._z: np.ndarray | None = None
 
     def sample(self, n: int, length: int, rng: np.random.Generator, out: np.ndarray | None = None,
-               permute: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+               permute: bool = False, pool: np.ndarray | None = None,
+               start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Draw ``n`` sequences of ``length`` ids into ``out`` (allocated if None).
 
-        Returns (ids, permutations or None). With ``permute``, row i of the result is
-        ``perm[i][y_i]`` where y_i is the HMM's own emission sequence.
+        ``pool`` (M, K): each sequence's ids are relabelled by a pool member drawn uniformly;
+        ``permute`` without a pool: by a fresh random permutation per sequence (unbounded case).
+        ``start``: the initial-state distribution (default pi; e.g. the stationary distribution).
+        Returns (ids, per-sequence permutations or None, per-sequence pool member or None).
         """
-        self._buffers(n, length)
-        u, q, z, idx = self._u[:n], self._q[:n], self._z[:n], self._idx[:n]
-        h, k = self.h, self.k
-        rng.random(out=u)
-        # hidden states: one vectorised inverse-CDF step per position
-        z[:, 0] = np.searchsorted(self._pi_cdf, u[:, 0], side="right")
-        np.minimum(z[:, 0], h - 1, out=z[:, 0])
+        # time-major (L, n): every step of the chain reads and writes contiguous rows
+        z = np.empty((length, n), dtype=np.int64)
+        u = rng.random((length, n))
+        first = self._pi if start is None else _Table.of(np.asarray(start)[None, :])
+        first.draw(None, u[0], z[0])
         for t in range(1, length):
-            prev = z[:, t - 1]
-            np.add(prev, u[:, t], out=q[:, t])
-            cur = np.searchsorted(self._a_cdf, q[:, t], side="right")
-            cur -= prev * h
-            np.clip(cur, 0, h - 1, out=z[:, t])
-        # emissions: all positions of all sequences in one call
+            self._a.draw(z[t - 1], u[t], z[t])
         rng.random(out=u)
-        np.add(z, u, out=q)
-        idx[...] = np.searchsorted(self._b_cdf, q, side="right")
-        idx -= z * k
-        np.clip(idx, 0, k - 1, out=idx)
+        y = np.empty((length, n), dtype=np.int64)
+        step = max(1, _CHUNK // max(1, n))  # blocks of rows that stay in cache
+        for t in range(0, length, step):
+            self._b.draw(z[t : t + step], u[t : t + step], y[t : t + step])
+        y, self._z = y.T, z.T
         out = np.empty((n, length), dtype=np.uint16) if out is None else out
-        perms = None
-        if permute:
-            perms = rng.permuted(np.broadcast_to(np.arange(k, dtype=np.uint16), (n, k)), axis=1)
-            out[...] = np.take_along_axis(perms, idx, axis=1)
+        perms = members = None
+        if pool is not None:
+            pool = np.asarray(pool)
+            members = rng.integers(0, len(pool), size=n)
+            perms = pool[members]
+        elif permute:
+            perms = rng.permuted(np.broadcast_to(np.arange(self.k, dtype=np.uint16), (n, self.k)), axis=1)
+        if perms is None:
+            out[...] = y
         else:
-            out[...] = idx
-        return out, perms
+            out[...] = np.take_along_axis(perms, y, axis=1)
+        return out, perms, members
 
     def sample_states(self, n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Like ``sample`` but also returns the hidden states (for tests of the transition law)."""
-        ids, _ = self.sample(n, length, rng)
-        return ids, self._z[:n].copy()
+        ids, _, _ = self.sample(n, length, rng)
+        return ids, self._z.copy()
 
 
 def reference_sample(params: HmmParams, n: int, length: int, rng: np.random.Generator) -> np.ndarray:

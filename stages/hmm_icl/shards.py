@@ -2,9 +2,10 @@
 
 Layout of a corpus directory::
 
-    manifest.json            emissions, hidden, seq_len, seed, permute, and per split:
+    manifest.json            emissions, hidden, seq_len, seed, pool, start, and per split:
                              dtype, seq_len, sequences, tokens, shards [{file, rows, count, sha256}]
     train-00000.bin ...      raw uint16, row-major (rows, L): one sampled sequence per row
+    pool.npy                 (finite pool) the (M, K) permutations the sequences were drawn from
     eval-perms.npy           (eval split, permuted corpora) the permutation of every sequence
 
 Why raw ``.bin`` + manifest rather than ``.npy``: the manifest is the single record of shape
@@ -29,16 +30,24 @@ from stages.hmm_icl.sampler import HmmSampler
 
 DTYPE = np.uint16
 STREAMS = {"train": 0, "val": 1, "eval": 2}
+POOL_FILE = "pool.npy"
 
 
 def write_split(out_dir: Path, split: str, sampler: HmmSampler, n_sequences: int, seq_len: int, seed: int,
-                batch: int, shard_sequences: int, permute: bool, keep_perms: bool = False) -> dict[str, Any]:
-    """Sample ``n_sequences`` into shards of ``shard_sequences`` rows, straight into memmaps."""
+                batch: int, shard_sequences: int, pool: np.ndarray | None, keep_perms: bool = False,
+                start: np.ndarray | None = None) -> dict[str, Any]:
+    """Sample ``n_sequences`` into shards of ``shard_sequences`` rows, straight into memmaps.
+
+    ``pool``: (M, K) permutations (M = 1 with the identity: no relabelling), or None for a
+    fresh random permutation per sequence (the unbounded case).
+    """
     out_dir = Path(out_dir)
     stream = STREAMS[split]
     shards = []
+    identity = pool is not None and len(pool) == 1 and np.array_equal(pool[0], np.arange(sampler.k))
+    permuted = not identity
     perms_all = (np.lib.format.open_memmap(out_dir / f"{split}-perms.npy", mode="w+", dtype=DTYPE,
-                                           shape=(n_sequences, sampler.k)) if keep_perms and permute else None)
+                                           shape=(n_sequences, sampler.k)) if keep_perms and permuted else None)
     for s, first in enumerate(range(0, n_sequences, shard_sequences)):
         rows = min(shard_sequences, n_sequences - first)
         name = f"{split}-{s:05d}.bin"
@@ -46,7 +55,8 @@ def write_split(out_dir: Path, split: str, sampler: HmmSampler, n_sequences: int
         for b in range(0, rows, batch):
             m = min(batch, rows - b)
             rng = np.random.default_rng([seed, stream, s, b])
-            _, perms = sampler.sample(m, seq_len, rng, out=mm[b : b + m], permute=permute)
+            _, perms, _ = sampler.sample(m, seq_len, rng, out=mm[b : b + m], permute=permuted,
+                                         pool=None if identity else pool, start=start)
             if perms_all is not None:
                 perms_all[first + b : first + b + m] = perms
         mm.flush()
@@ -85,6 +95,14 @@ def read_perms(corpus_dir: str | Path, split: str = "eval") -> np.ndarray | None
     if "perms" not in info:
         return None
     return np.load(Path(corpus_dir) / info["perms"]["file"])
+
+
+def read_pool(corpus_dir: str | Path) -> np.ndarray | None:
+    """The (M, K) permutation pool of a corpus, or None for the unbounded case."""
+    if read_manifest(corpus_dir).get("pool") is None:
+        return None
+    path = Path(corpus_dir) / POOL_FILE
+    return np.load(path).astype(np.int64) if path.exists() else np.arange(read_manifest(corpus_dir)["emissions"])[None]
 
 
 def lm_stream(corpus_dir: str | Path, split: str, separator: int) -> np.ndarray:

@@ -18,8 +18,8 @@ from pydantic import Field, field_validator, model_validator
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study, StrictModel
 from stages.hmm_icl.configs import (
-    CorpusConfig, CorpusSource, EmSpec, EvalConfig, EvalSpec, FitConfig, GridPoint, IclConfig, IclSpec, LlamaSpec,
-    LmTrainConfig, LmTrainSpec, ReportConfig, SampleConfig, SynthSpec,
+    CorpusConfig, CorpusSource, EmExperimentConfig, EmExperimentsSpec, EmSpec, EvalConfig, EvalSpec, FitConfig,
+    GridPoint, IclConfig, IclSpec, LlamaSpec, LmTrainConfig, LmTrainSpec, ReportConfig, SampleConfig, SynthSpec,
 )
 
 STUDY_NAME = "hmm_icl"
@@ -58,6 +58,8 @@ class HmmIclSpec(StudySpec):
     synthetic: SynthSpec
     lm: LmSpec
     icl: IclSpec = IclSpec()
+    #: the seed's EM experiments (update_freq scan, duplicated sequences) on one grid point's corpus
+    em_experiments: EmExperimentsSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "HmmIclSpec":
@@ -65,6 +67,8 @@ class HmmIclSpec(StudySpec):
         for i, point in enumerate(self.synthetic.points or []):
             if point.tag not in tags:
                 raise ValueError(f"synthetic.points[{i}] ({point.tag}) is not a point of the grid")
+        if self.em_experiments is not None and self.em_experiments.point.tag not in tags:
+            raise ValueError(f"em_experiments.point ({self.em_experiments.point.tag}) is not a point of the grid")
         return self
 
     def synthetic_points(self) -> list[GridPoint]:
@@ -107,39 +111,56 @@ def plan(spec: HmmIclSpec, ctx: PlanContext) -> list[StageDef]:
                               metrics=eval_metrics[-1]),
             reads=["grid", "evaluate"], resources=res("eval")))
 
-    sample_dirs, lm_metrics, icl_metrics, icl_curves = [], [], [], []
+    sample_dirs, lm_metrics, icl_metrics, icl_curves, icl_points, icl_perms = [], [], [], [], [], []
     for point in spec.synthetic_points():
-        tag = point.tag
-        hmm_dir, shards, lm_dir = f"{work}/hmm/{tag}", f"{work}/synthetic/{tag}", f"{work}/lm/{tag}"
-        sample_dirs.append(shards)
-        stages.append(StageDef(
-            name=f"{STUDY_NAME}-sample-{tag}", kind="sample", func="stages.hmm_icl.sample:run",
-            config=SampleConfig(point=point, synth=spec.synthetic, seed=spec.seed, hmm_dir=hmm_dir, out_dir=shards,
-                                metrics=f"{metrics}/sample/{tag}.json"),
-            reads=["grid", "synthetic", "seed"], resources=res("sample")))
-        lm_metrics.append(f"{metrics}/lm/{tag}.json")
-        stages.append(StageDef(
-            name=f"{STUDY_NAME}-train-{tag}", kind="train", func="stages.hmm_icl.train:run",
-            config=LmTrainConfig(point=point, model=spec.lm.model,
-                                 train=spec.lm.train.for_point(seq_len=point.seq_len + 1, seed=spec.seed),
-                                 shards_dir=shards, out_dir=lm_dir, metrics=lm_metrics[-1],
-                                 curve=f"{plots}/lm/{tag}.csv"),
-            reads=["grid", "lm", "seed"], resources=res("train")))
-        icl_metrics.append(f"{metrics}/icl/{tag}.json")
-        icl_curves.append(f"{plots}/icl/{tag}.csv")
-        stages.append(StageDef(
-            name=f"{STUDY_NAME}-icl-{tag}", kind="icl", func="stages.hmm_icl.icl:run",
-            config=IclConfig(point=point, icl=spec.icl, hmm_dir=hmm_dir, shards_dir=shards, lm_dir=lm_dir,
-                             metrics=icl_metrics[-1], curve=icl_curves[-1]),
-            reads=["grid", "icl"], resources=res("icl")))
+        hmm_dir = f"{work}/hmm/{point.tag}"
+        for perms in spec.synthetic.permutations:
+            tag = f"{point.tag}-{perms.tag}"
+            shards, lm_dir = f"{work}/synthetic/{tag}", f"{work}/lm/{tag}"
+            icl_points.append(point)
+            icl_perms.append(perms)
+            sample_dirs.append(shards)
+            stages.append(StageDef(
+                name=f"{STUDY_NAME}-sample-{tag}", kind="sample", func="stages.hmm_icl.sample:run",
+                config=SampleConfig(point=point, synth=spec.synthetic, permutations=perms, seed=spec.seed,
+                                    hmm_dir=hmm_dir, out_dir=shards, metrics=f"{metrics}/sample/{tag}.json"),
+                reads=["grid", "synthetic", "seed"], resources=res("sample")))
+            lm_metrics.append(f"{metrics}/lm/{tag}.json")
+            stages.append(StageDef(
+                name=f"{STUDY_NAME}-train-{tag}", kind="train", func="stages.hmm_icl.train:run",
+                config=LmTrainConfig(point=point, model=spec.lm.model,
+                                     train=spec.lm.train.for_point(seq_len=point.seq_len + 1, seed=spec.seed),
+                                     shards_dir=shards, out_dir=lm_dir, metrics=lm_metrics[-1],
+                                     curve=f"{plots}/lm/{tag}.csv"),
+                reads=["grid", "lm", "seed"], resources=res("train")))
+            icl_metrics.append(f"{metrics}/icl/{tag}.json")
+            icl_curves.append(f"{plots}/icl/{tag}.csv")
+            stages.append(StageDef(
+                name=f"{STUDY_NAME}-icl-{tag}", kind="icl", func="stages.hmm_icl.icl:run",
+                config=IclConfig(point=point, permutations=perms, icl=spec.icl, hmm_dir=hmm_dir, shards_dir=shards,
+                                 lm_dir=lm_dir, metrics=icl_metrics[-1], curve=icl_curves[-1]),
+                reads=["grid", "icl"], resources=res("icl")))
+
+    em_tables: list[str] = []
+    if spec.em_experiments is not None:
+        ex = spec.em_experiments
+        for kind in ("update_freq", "duplicates"):
+            em_tables.append(f"{plots}/em/{kind}.csv")
+            stages.append(StageDef(
+                name=f"{STUDY_NAME}-em-{kind.replace('_', '-')}", kind="fit", func="stages.hmm_icl.emexp:run",
+                config=EmExperimentConfig(kind=kind, point=ex.point, experiments=ex, seed=spec.seed,
+                                          corpus_dir=corpus_dirs[ex.point.corpus_tag],
+                                          metrics=f"{metrics}/em/{kind}.json", table=em_tables[-1]),
+                reads=["em_experiments", "seed"], resources=res("fit")))
 
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.hmm_icl.report:run",
         config=ReportConfig(points=spec.grid.points(), fit_metrics=fit_metrics, fit_histories=fit_histories,
-                            eval_metrics=eval_metrics, icl_points=spec.synthetic_points(), sample_dirs=sample_dirs,
+                            eval_metrics=eval_metrics, icl_points=icl_points, icl_permutations=icl_perms,
+                            sample_dirs=sample_dirs, em_tables=em_tables,
                             lm_metrics=lm_metrics, icl_metrics=icl_metrics, icl_curves=icl_curves,
                             out_dir=ctx.reports),
-        reads=["grid", "synthetic.points"], resources=res("report")))
+        reads=["grid", "synthetic.points", "synthetic.permutations"], resources=res("report")))
     return stages
 
 
