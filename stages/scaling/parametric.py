@@ -210,18 +210,40 @@ def stacked_lbfgs(theta0: np.ndarray, data: tuple, weights, delta: float, maxite
     return theta, obj, grad
 
 
+Box = "list[tuple[float, float]] | None"
+
+
 def minimize_one(theta0: np.ndarray, log_n, log_d, log_l, weights, delta: float, gtol: float = 1e-10,
-                 maxiter: int = 10_000):
-    """One start, one scipy L-BFGS-B run with the exact gradient (the textbook per-init fit)."""
+                 maxiter: int = 10_000, bounds: Box = None):
+    """One start, one scipy L-BFGS-B run with the exact gradient (the textbook per-init fit).
+
+    ``bounds``: the (e, a, b, α, β) search box; the start is clipped into it.
+    """
     from scipy.optimize import minimize
 
     def fun(t: np.ndarray):
         obj, grad = stacked_objective(t[None, :], log_n, log_d, log_l, weights, delta)
         return float(obj[0]), grad[0]
 
-    res = minimize(fun, np.asarray(theta0, float), jac=True, method="L-BFGS-B",
+    start = np.asarray(theta0, float)
+    if bounds is not None:
+        start = np.clip(start, [lo for lo, _ in bounds], [hi for _, hi in bounds])
+    res = minimize(fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": maxiter, "gtol": gtol, "ftol": 0.0})
     return res.x, float(res.fun), bool(res.success or np.max(np.abs(res.jac)) < 1e-6)
+
+
+def on_bound(theta: np.ndarray, bounds: Box, rel_tol: float = 1e-6) -> list[str]:
+    """Names of the parameters of ``theta`` that sit on (or beyond) a face of the search box."""
+    if bounds is None:
+        return []
+    names = ("log E", "log A", "log B", "alpha", "beta")
+    hits = []
+    for name, value, (lo, hi) in zip(names, np.asarray(theta, float), bounds):
+        tol = rel_tol * (hi - lo)
+        if not np.isfinite(value) or value <= lo + tol or value >= hi - tol:
+            hits.append(f"{name} = {value:.4g} (box [{lo:g}, {hi:g}])")
+    return hits
 
 
 def _arrays(n, d, loss):
@@ -231,7 +253,7 @@ def _arrays(n, d, loss):
 
 def fit_parametric(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = None,
                    weights: np.ndarray | None = None, newton_iters: int = 60, polish_top: int = 10,
-                   gtol: float = 1e-10) -> ParametricFit:
+                   gtol: float = 1e-10, bounds: Box = None) -> ParametricFit:
     """Best-of-grid Approach 3 fit: every start at once by batched Newton, then scipy L-BFGS-B.
 
     The ``polish_top`` starts with the lowest objective after the batched phase are each
@@ -246,7 +268,7 @@ def fit_parametric(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = N
     order = np.argsort(obj, kind="stable")[: max(1, polish_top)]
     best_theta, best_obj, ok = None, np.inf, False
     for idx in order:
-        t, f, conv = minimize_one(theta[idx], *data, weights, delta, gtol=gtol)
+        t, f, conv = minimize_one(theta[idx], *data, weights, delta, gtol=gtol, bounds=bounds)
         if f < best_obj - 1e-15:
             best_theta, best_obj, ok = t, f, conv
     return ParametricFit(theta=best_theta, objective=best_obj, n_starts=len(starts), n_polished=len(order),
@@ -254,13 +276,13 @@ def fit_parametric(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = N
 
 
 def fit_parametric_naive(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = None,
-                         gtol: float = 1e-10) -> ParametricFit:
+                         gtol: float = 1e-10, bounds: Box = None) -> ParametricFit:
     """The reference implementation: a Python loop of scipy L-BFGS-B, one call per start."""
     data = _arrays(n, d, loss)
     starts = (grid or InitGrid()).points()
     best_theta, best_obj, ok = None, np.inf, False
     for start in starts:
-        t, f, conv = minimize_one(start, *data, None, delta, gtol=gtol)
+        t, f, conv = minimize_one(start, *data, None, delta, gtol=gtol, bounds=bounds)
         if np.isfinite(f) and f < best_obj - 1e-15:
             best_theta, best_obj, ok = t, f, conv
     return ParametricFit(theta=best_theta, objective=best_obj, n_starts=len(starts), n_polished=len(starts),
@@ -268,15 +290,22 @@ def fit_parametric_naive(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | No
 
 
 def bootstrap_parametric(n, d, loss, weights: np.ndarray, theta0: np.ndarray, *, delta: float = 1e-3,
-                         iters: int = 200, grad_tol: float = 1e-7) -> np.ndarray:
+                         iters: int = 200, grad_tol: float = 1e-7, bounds: Box = None) -> np.ndarray:
     """Refit every bootstrap replicate (a row of ``weights``) from ``theta0``; returns (B, 5) θ.
 
     All replicates move together by :func:`batched_newton`; any replicate whose own gradient is
-    still above ``grad_tol`` afterwards is finished alone by scipy, so each row is an optimum.
+    still above ``grad_tol`` afterwards, or that left the box, is finished alone by scipy
+    (within ``bounds``), so each row is an optimum. A row that ends on a face of the box is
+    NaN: that resample does not determine the fit (counted as a failed resample).
     """
     data = _arrays(n, d, loss)
     starts = np.repeat(np.asarray(theta0, float)[None, :], weights.shape[0], axis=0)
     theta, _, grad = batched_newton(starts, data, weights, delta, iters=iters)
-    for i in np.flatnonzero(np.max(np.abs(grad), axis=1) > grad_tol):
-        theta[i], _, _ = minimize_one(theta[i], *data, weights[i], delta)
+    redo = np.max(np.abs(grad), axis=1) > grad_tol
+    if bounds is not None:
+        redo |= np.array([bool(on_bound(t, bounds)) for t in theta])
+    for i in np.flatnonzero(redo):
+        theta[i], _, _ = minimize_one(theta[i], *data, weights[i], delta, bounds=bounds)
+        if on_bound(theta[i], bounds):
+            theta[i] = np.nan
     return theta
