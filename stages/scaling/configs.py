@@ -125,7 +125,8 @@ class EnvelopeSpec(StrictModel):
 
     A budget counts only when its lowest-loss run is neither the smallest nor the largest size
     trained at that budget: an envelope minimum on the edge of the sizes is a bound on the
-    optimum, not a measurement of it.
+    optimum, not a measurement of it. And the optima must be at least ``min_budgets`` distinct
+    sizes: one model that wins every budget gives N_opt ∝ C^0, an artefact of the grid of sizes.
     """
 
     kind: Literal["envelope"] = "envelope"
@@ -138,7 +139,9 @@ class IsoflopSpec(StrictModel):
     """Approach 2: a parabola in log N per budget; its vertex is N_opt."""
 
     kind: Literal["isoflop"] = "isoflop"
-    min_points: int = Field(3, ge=3)
+    #: sizes a budget's parabola needs: three determine it exactly, a fourth is the first that can
+    #: disagree with it (never fewer than 4)
+    min_points: int = Field(4, ge=4)
     #: fit each parabola to this many sizes nearest the lowest-loss one (None: all sizes)
     fit_points: int | None = Field(None, ge=3)
     #: budgets whose parabola has an interior vertex the power law needs (never fewer than MIN_BUDGETS)
@@ -165,6 +168,10 @@ class ParametricSpec(StrictModel):
     newton_iters: int = Field(60, ge=1)
     #: how many of the best starts scipy's L-BFGS-B then finishes, one by one
     polish_top: int = Field(10, ge=1)
+    #: Newton iterations every start gets before only the ``screen_keep`` best continue
+    screen_iters: int = Field(10, ge=1)
+    #: starts that continue after the screen (None: all of them)
+    screen_keep: int | None = Field(500, ge=1)
     #: runs and distinct sizes the five parameters need (never fewer than 10 and 3)
     min_runs: int = Field(MIN_PARAMETRIC_RUNS, ge=MIN_PARAMETRIC_RUNS)
     min_sizes: int = Field(MIN_PARAMETRIC_SIZES, ge=MIN_PARAMETRIC_SIZES)

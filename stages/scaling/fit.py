@@ -64,10 +64,14 @@ def fit_profiles(frame: pd.DataFrame, cfg: FitConfig, weights: np.ndarray) -> tu
     if len(best["C"]) < need:
         raise NotDetermined(f"only {len(best['C'])} of {len(prof.budgets)} budgets (mode {prof.mode}) give {what}; "
                             f"the power law needs {need}")
+    sizes = len(np.unique(best["N"]))
+    if sizes < need:
+        raise NotDetermined(f"the optima of {len(best['C'])} budgets are only {sizes} distinct model size(s); "
+                            f"a power law N_opt(C) needs {need}")
 
     def replicate(w) -> dict:
         found = minima(w)
-        if len(found["C"]) < need:  # this resample does not determine the exponents
+        if len(found["C"]) < need or len(np.unique(found["N"])) < need:  # this resample determines nothing
             return {k: float("nan") for k in ("a", "b", "k_N", "k_D")}
         return exponents(found)
 
@@ -101,7 +105,8 @@ def fit_parametric_stage(frame: pd.DataFrame, cfg: FitConfig, weights: np.ndarra
     box = spec.bounds.box()
     n, d, loss = (frame[c].to_numpy(float) for c in ("N", "D", "loss"))
     fit = fit_parametric(n, d, loss, delta=spec.huber_delta, grid=grid, newton_iters=spec.newton_iters,
-                         polish_top=spec.polish_top, bounds=box)
+                         polish_top=spec.polish_top, bounds=box, screen_iters=spec.screen_iters,
+                         screen_keep=spec.screen_keep)
     hits = on_bound(fit.theta, box)
     if hits:
         raise NotDetermined("the best fit sits on the search box: " + "; ".join(hits))

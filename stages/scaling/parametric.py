@@ -127,12 +127,15 @@ def stacked_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, l
     value = (_huber(r, delta) * w).sum(1)
     h1 = np.clip(r, -delta, delta) * w  # h'(r), weighted
     ln, ld = log_n[None, :], log_d[None, :]
-    g = np.stack([s3, s1, s2, -s1 * ln, -s2 * ld], axis=1)  # (K, 5, n)
-    grad = np.einsum("kin,kn->ki", g, h1)
+    g = np.empty((r.shape[0], 5, r.shape[1]))  # (K, 5, n), filled in place (no np.stack copy)
+    g[:, 0], g[:, 1], g[:, 2] = s3, s1, s2
+    np.multiply(s1, -ln, out=g[:, 3])
+    np.multiply(s2, -ld, out=g[:, 4])
+    grad = np.matmul(g, h1[..., None])[..., 0]
     if not hessian:
         return value, grad
     h2 = (np.abs(r) <= delta) * w  # h''(r), weighted
-    hess = np.einsum("kin,kjn->kij", g * (h2 - h1)[:, None, :], g)
+    hess = np.matmul(g * (h2 - h1)[:, None, :], g.transpose(0, 2, 1))  # batched BLAS, not einsum
     c1, c2 = h1 * s1, h1 * s2
     hess[:, 0, 0] += (h1 * s3).sum(1)
     hess[:, 1, 1] += c1.sum(1)
@@ -253,17 +256,29 @@ def _arrays(n, d, loss):
 
 def fit_parametric(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = None,
                    weights: np.ndarray | None = None, newton_iters: int = 60, polish_top: int = 10,
-                   gtol: float = 1e-10, bounds: Box = None) -> ParametricFit:
+                   gtol: float = 1e-10, bounds: Box = None, screen_iters: int = 10,
+                   screen_keep: int | None = 500) -> ParametricFit:
     """Best-of-grid Approach 3 fit: every start at once by batched Newton, then scipy L-BFGS-B.
 
-    The ``polish_top`` starts with the lowest objective after the batched phase are each
-    finished by scipy's L-BFGS-B with the exact gradient, so the reported optimum is an
-    L-BFGS optimum from a grid start, as in Hoffmann et al.; the batched phase only does, all
-    at once, the long walk from the grid to the basins.
+    Three phases. (1) Screen: ``screen_iters`` batched Newton iterations on every grid start.
+    (2) The ``screen_keep`` starts with the lowest objective then continue to ``newton_iters``
+    iterations in all (the rest are far from any basin after the screen; measured on the Epoch
+    table, the start that ranks first after 10 iterations is one of the 44 of 4500 that reach
+    the global optimum, and a quarter of those rank in the top 500). (3) The ``polish_top``
+    best are each finished by scipy's L-BFGS-B with the exact gradient (within ``bounds``), so
+    the reported optimum is an L-BFGS optimum from a grid start, as in Hoffmann et al.; the
+    batched phases only do, all at once, the long walk from the grid to the basins.
+    ``screen_keep=None`` skips the screen (every start runs all iterations).
     """
     data = _arrays(n, d, loss)
     starts = (grid or InitGrid()).points()
-    theta, obj, _ = batched_newton(starts, data, weights, delta, iters=newton_iters)
+    if screen_keep is not None and screen_keep < len(starts) and screen_iters < newton_iters:
+        theta, obj, _ = batched_newton(starts, data, weights, delta, iters=screen_iters)
+        obj = np.where(np.isfinite(obj), obj, np.inf)
+        keep = np.argsort(obj, kind="stable")[:screen_keep]
+        theta, obj, _ = batched_newton(theta[keep], data, weights, delta, iters=newton_iters - screen_iters)
+    else:
+        theta, obj, _ = batched_newton(starts, data, weights, delta, iters=newton_iters)
     obj = np.where(np.isfinite(obj), obj, np.inf)
     order = np.argsort(obj, kind="stable")[: max(1, polish_top)]
     best_theta, best_obj, ok = None, np.inf, False

@@ -67,8 +67,10 @@ class SweepSpec(StrictModel):
     widths: list[int] = Field(..., min_length=1)
     #: the LR grid of every width; or one grid per parametrization (``{sp: [...], mup: [...]}``),
     #: since SP's optimum moves with width and μP's should not, a grid wide enough for both
-    #: around each one's optimum costs less than one grid spanning both
-    lrs: list[float] | dict[str, list[float]]
+    #: around each one's optimum costs less than one grid spanning both; a parametrization's grid
+    #: may also be per width (``{sp: {32: [...], 256: [...]}}``). The transfer analysis refuses an
+    #: optimum on the edge of its width's grid, so a grid placed too narrowly shows, never hides.
+    lrs: list[float] | dict[str, list[float] | dict[int, list[float]]]
     #: independent replicates (seed, seed+1, ...): each its own stage, so they run side by side;
     #: the optimal LR's CI is over these
     seeds: int = Field(1, ge=1)
@@ -81,14 +83,19 @@ class SweepSpec(StrictModel):
         if isinstance(self.lrs, dict):
             if set(self.lrs) != set(self.parametrizations):
                 raise ValueError(f"lrs: one grid per parametrization {self.parametrizations}, got {sorted(self.lrs)}")
-        grids = self.lrs.values() if isinstance(self.lrs, dict) else [self.lrs]
+            for p, grid in self.lrs.items():
+                if isinstance(grid, dict) and set(grid) != set(self.widths):
+                    raise ValueError(f"lrs.{p}: one grid per width {self.widths}, got {sorted(grid)}")
+        grids = []
+        for grid in (self.lrs.values() if isinstance(self.lrs, dict) else [self.lrs]):
+            grids += list(grid.values()) if isinstance(grid, dict) else [grid]
         if any(not g for g in grids):
             raise ValueError("lrs: an LR grid needs at least one value")
         if any(w < 1 for w in self.widths) or any(lr <= 0 for g in grids for lr in g):
             raise ValueError("widths must be >= 1 and lrs > 0")
         return self
 
-    def lrs_for(self, parametrization: str) -> list[float]:
+    def lrs_for(self, parametrization: str) -> list[float] | dict[int, list[float]]:
         return self.lrs[parametrization] if isinstance(self.lrs, dict) else self.lrs
 
 

@@ -147,7 +147,7 @@ def _run(cfg: SweepConfig) -> None:
     done = {r["run"] for r in state["rows"]}
     for width in cfg.widths:
         micro = state["plans"][str(width)]["micro_batch"]
-        for lr in cfg.lrs:
+        for lr in cfg.lrs_at(width):
             if run_id(cfg, width, lr) in done:
                 continue
             row, points, steps = _train_one(cfg, width, lr, micro, train_ids, dev_ids, ckpt)
@@ -180,6 +180,11 @@ def summarize_sweep(cfg: SweepConfig, results: pd.DataFrame, plans: dict) -> dic
 
 
 def write_outputs(cfg: SweepConfig, state: dict) -> None:
+    # only the runs of this config's grid (a resumed state may hold runs of a wider grid)
+    wanted = {run_id(cfg, w, lr) for w in cfg.widths for lr in cfg.lrs_at(w)}
+    state = {**state, "rows": [r for r in state["rows"] if r["run"] in wanted],
+             "points": [p for p in state["points"] if p["run"] in wanted],
+             "steps": [s for s in state["steps"] if s["run"] in wanted]}
     results = pd.DataFrame(state["rows"]).sort_values(["width", "lr"]).reset_index(drop=True)
     points = pd.DataFrame(state["points"], columns=[*POINT_COLUMNS])
     points = points.sort_values(["width", "lr", "step"]).reset_index(drop=True)

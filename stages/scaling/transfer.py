@@ -31,7 +31,12 @@ from stages.scaling.configs import TransferConfig
 
 
 def parabola_optimum(x: np.ndarray, y: np.ndarray, window: float) -> tuple[float, float, str]:
-    """(vertex, loss at vertex, "") from the mean curve y(x), or (nan, nan, why not determined)."""
+    """(vertex, loss at vertex, "") from the mean curve y(x), or (nan, nan, why not determined).
+
+    y is NaN where this width did not run that LR (a per-width grid) and +inf where it diverged.
+    """
+    ran = ~np.isnan(y)
+    x, y = x[ran], y[ran]
     ok = np.isfinite(y)
     if ok.sum() < 3:
         return math.nan, math.nan, f"only {int(ok.sum())} LRs trained without diverging"
@@ -52,11 +57,11 @@ def parabola_optimum(x: np.ndarray, y: np.ndarray, window: float) -> tuple[float
 
 
 def loss_table(paths: list[str]) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """(log2 lrs, widths, losses[seed, width, lr]); a diverged run is +inf."""
+    """(log2 lrs, widths, losses[seed, width, lr]); a diverged run is +inf, a run not in the grid NaN."""
     frames = [pd.read_csv(p) for p in paths]
     lrs = np.sort(frames[0]["lr"].unique())
     widths = sorted(int(w) for w in frames[0]["width"].unique())
-    cube = np.full((len(frames), len(widths), len(lrs)), np.inf)
+    cube = np.full((len(frames), len(widths), len(lrs)), np.nan)
     for s, frame in enumerate(frames):
         for _, row in frame.iterrows():
             j, k = widths.index(int(row["width"])), int(np.searchsorted(lrs, row["lr"]))
@@ -67,8 +72,7 @@ def loss_table(paths: list[str]) -> tuple[np.ndarray, list[int], np.ndarray]:
 def optima(x: np.ndarray, cube: np.ndarray, window: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Vertex and loss at the vertex per width of the seed-mean curves (cube: seed × width × lr)."""
     with np.errstate(invalid="ignore"):
-        mean = cube.mean(axis=0)  # a diverged seed makes that LR +inf: never the optimum
-    mean = np.where(np.isfinite(mean), mean, np.nan)
+        mean = cube.mean(axis=0)  # a diverged seed makes that LR +inf: never the optimum; absent stays NaN
     found = [parabola_optimum(x, mean[j], window) for j in range(cube.shape[1])]
     return np.array([f[0] for f in found]), np.array([f[1] for f in found]), [f[2] for f in found]
 
@@ -165,7 +169,7 @@ def run(cfg: TransferConfig) -> None:
         for s in range(cube.shape[0]):
             for j, w in enumerate(widths):
                 curves += [{"parametrization": parametrization, "seed": s, "width": w, "lr": float(2 ** xv),
-                            "dev_loss": float(cube[s, j, k])} for k, xv in enumerate(x)]
+                            "dev_loss": float(cube[s, j, k])} for k, xv in enumerate(x) if not np.isnan(cube[s, j, k])]
     metrics = {"sweep": cfg.sweep, "level": cfg.spec.level, "samples": cfg.spec.samples,
                "window_log2": cfg.spec.window_log2, **by_param, "verdict": verdict(by_param, cfg)}
     with atomic_path(cfg.out_dir) as tmp:
