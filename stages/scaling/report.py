@@ -65,7 +65,8 @@ def agreement_table(fits: list[dict]) -> list[str]:
                     shown += f" [{fmt(pub['ci_low'])}, {fmt(pub['ci_high'])}]"
                 diff = fmt(cmp["diff_in_se"], 3) if "diff_in_se" in cmp else "–"
                 inside = {True: "yes", False: "no"}.get(cmp.get("published_within_our_ci"), "–")
-                lines.append(f"| {m['table']} | {m['approach']} | {key} | {value_ci(m['fit'][key])} | {shown} | "
+                table = m["table"] + (" (non-emb. N)" if m["parameters"] != "total" else "")
+                lines.append(f"| {table} | {m['approach']} | {key} | {value_ci(m['fit'][key])} | {shown} | "
                              f"{ref['source']} | {diff} | {inside} |")
     return lines
 

@@ -124,7 +124,9 @@ def analyse(x: np.ndarray, widths: list[int], cube: np.ndarray, cfg: TransferCon
         out["shift"] = {"determined": True, "log2": float(shift), "ci": [lo, hi], "slope_per_doubling": slope,
                         "width_ratio": widths[-1] / widths[0]}
     else:
-        out["shift"] = {"determined": False, "reason": "the optimum at the narrowest or widest width is not determined"}
+        why = "; ".join(f"width {w}: {out['widths'][str(w)]['reason']}" for w in dict.fromkeys(ends)
+                        if not out["widths"][str(w)]["determined"])
+        out["shift"] = {"determined": False, "reason": f"the optimum is not determined at {why}"}
     if all(determined):
         diffs = []
         for j in range(1, len(widths)):
@@ -146,9 +148,8 @@ def verdict(by_param: dict[str, dict], cfg: TransferConfig) -> dict:
         return {"answered": False, "reason": "the sweep does not run both SP and μP"}
     mup, sp = by_param["mup"]["shift"], by_param["sp"]["shift"]
     if not (mup["determined"] and sp["determined"]):
-        missing = [p for p, s in (("μP", mup), ("SP", sp)) if not s["determined"]]
-        return {"answered": False, "reason": f"the LR shift is not determined under {' and '.join(missing)}: "
-                                             + "; ".join(s["reason"] for s in (mup, sp) if not s["determined"])}
+        why = "; ".join(f"{name}: {s['reason']}" for name, s in (("μP", mup), ("SP", sp)) if not s["determined"])
+        return {"answered": False, "reason": f"the LR shift is not determined ({why})"}
     separated = mup["ci"][1] < sp["ci"][0] if sp["log2"] > mup["log2"] else sp["ci"][1] < mup["ci"][0]
     wider = by_param["mup"]["wider_better"]
     return {"answered": True,
