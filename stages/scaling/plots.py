@@ -148,7 +148,7 @@ def transfer_figure(metrics: dict, curves: pd.DataFrame):
     for p, style in (("sp", "s--"), ("mup", "o-")):
         if p not in metrics:
             continue
-        rows = [(int(w), e) for w, e in metrics[p]["widths"].items() if e.get("determined")]
+        rows = sorted((int(w), e) for w, e in metrics[p]["widths"].items() if e.get("determined"))
         if not rows:
             continue
         w = np.array([r[0] for r in rows], float)
