@@ -10,6 +10,7 @@ extraction (E 1.8172 ± 0.03, A 482.01 ± 124.58, B 2085.43 ± 1293.23, α 0.347
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -24,10 +25,9 @@ from stages.scaling.powerlaw import bootstrap_weights, summarize
 from stages.scaling.profiles import build_profiles
 from stages.scaling.synthetic import synthetic_table
 
-from conftest import SHARED_DATA
+from conftest import REPO
 
-EPOCH = SHARED_DATA / "scaling" / "chinchilla_epoch_extracted.csv"
-needs_shared = pytest.mark.skipif(not EPOCH.exists(), reason="../shared/data/scaling not on this machine")
+EPOCH = REPO / "published" / "scaling" / "chinchilla_epoch_extracted.csv"
 
 CHINCHILLA = Truth(E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28)
 TRUE_A = CHINCHILLA.beta / (CHINCHILLA.alpha + CHINCHILLA.beta)
@@ -69,7 +69,6 @@ def test_approaches_1_and_2_exponents_cover_the_truth(synthetic, minima):
     assert summary["a"]["ci_high"] - summary["a"]["ci_low"] < 0.1, "an interval this wide would cover anything"
 
 
-@needs_shared
 def test_epoch_refit_lands_within_published_standard_errors(epoch):
     fit = P.fit_parametric(epoch["N"], epoch["D"], epoch["loss"])
     got = fit.values
@@ -145,3 +144,75 @@ def test_fit_stage_is_deterministic(tmp_path, synthetic):
         fit_stage(cfg)
         outs.append((tmp_path / f"m{i}.json").read_bytes())
     assert outs[0] == outs[1]
+
+
+# -- fits refuse what the data cannot determine -------------------------------------------------
+
+
+def _curves(sizes: list[float], checkpoints: int = 8) -> pd.DataFrame:
+    """Training curves of a few sizes from Chinchilla's law (no noise), one run per size."""
+    rows = []
+    for i, n in enumerate(sizes):
+        for d in np.logspace(8, 10, checkpoints):
+            rows.append({"run": f"r{i}", "N": n, "N_no_emb": np.nan, "D": d,
+                         "loss": 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28})
+    return pd.DataFrame(rows)
+
+
+def _fit(tmp_path, frame: pd.DataFrame, approach, samples: int = 20) -> dict:
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    cfg = FitConfig(table=str(tmp_path / "t.parquet"), table_name="few", approach_name=approach.kind,
+                    approach=approach, bootstrap=BootstrapSpec(samples=samples, seed=1),
+                    metrics=str(tmp_path / "m.json"), details=str(tmp_path / "d.json"))
+    fit_stage(cfg)
+    return json.loads((tmp_path / "m.json").read_text())
+
+
+@pytest.mark.parametrize("approach,why", [
+    ("a1", r"only 1 distinct model size\(s\); a power law N_opt\(C\) needs 3"),
+    ("a2", r"budgets .* give a parabola with an interior vertex; the power law needs 3"),
+    ("a3", r"3 runs of 3 distinct sizes; .* need at least 10 runs and 3 sizes"),
+])
+def test_an_underdetermined_fit_is_refused_with_its_reason_and_no_numbers(tmp_path, approach, why):
+    """Three curves (the smoke profile's own runs): too few for any approach; the stage says why."""
+    from stages.scaling.configs import ParametricSpec
+
+    spec = {"a1": EnvelopeSpec(), "a2": IsoflopSpec(), "a3": ParametricSpec()}[approach]
+    metrics = _fit(tmp_path, _curves([1e7, 2e7, 4e7]), spec)
+    assert metrics["status"] == "not determined"
+    assert re.search(why, metrics["reason"]), metrics["reason"]
+    assert metrics["fit"] == {} and metrics["agreement"] == {}
+
+
+def test_an_optimum_on_the_search_box_is_refused(tmp_path):
+    """Loss independent of N: α is not identified, the fit runs into α's bound and is refused."""
+    from stages.scaling.configs import ParametricSpec
+
+    frame = _curves(list(np.logspace(7, 9, 10)))
+    frame["loss"] = 1.69 + 410.7 / frame["D"] ** 0.28
+    metrics = _fit(tmp_path, frame, ParametricSpec(), samples=0)
+    assert metrics["status"] == "not determined"
+    assert "search box" in metrics["reason"], metrics["reason"]
+
+
+def test_the_spec_cannot_ask_for_fewer_runs_or_budgets_than_an_approach_needs():
+    from pydantic import ValidationError
+
+    from stages.scaling.configs import ParametricSpec
+
+    for make in (lambda: EnvelopeSpec(min_budgets=2), lambda: IsoflopSpec(min_budgets=2),
+                 lambda: ParametricSpec(min_runs=5), lambda: ParametricSpec(min_sizes=2),
+                 lambda: BootstrapSpec(samples=10, max_failed_share=0.9)):
+        with pytest.raises(ValidationError):
+            make()
+
+
+def test_a_bootstrap_that_fails_too_often_is_refused(tmp_path, synthetic):
+    from stages.scaling.fit import NotDetermined, check_bootstrap
+
+    cfg = FitConfig(table="t", table_name="syn", approach_name="a1", approach=EnvelopeSpec(),
+                    bootstrap=BootstrapSpec(samples=200, max_failed_share=0.1), metrics="m", details="d")
+    ok = {"a": {"value": 0.5, "n_failed": 20}, "b": {"value": 0.5, "n_failed": 20}}
+    check_bootstrap(ok, cfg)  # 10 %: at the limit, accepted
+    with pytest.raises(NotDetermined, match="21 of 200 bootstrap resamples"):
+        check_bootstrap({"a": {"value": 0.5, "n_failed": 21}, "b": {"value": 0.5, "n_failed": 0}}, cfg)

@@ -105,3 +105,48 @@ def test_optimal_lr_refines_a_parabola_vertex():
     edge = optimal_lr(lrs, [float(k) for k in range(len(lrs))])
     assert edge["lr_refined"] == edge["lr"] == lrs[0]
     assert np.isnan(optimal_lr(lrs[:2], [np.inf, np.inf])["lr"])
+
+
+@pytest.mark.parametrize("spec", [
+    TransformerSpec(depth=2, base_width=32, max_seq_len=32),
+    TransformerSpec(depth=1, base_width=32, max_seq_len=32, tie=True, activation="swiglu"),
+    LSTMSpec(base_width=32),
+], ids=["transformer", "transformer-tied-swiglu", "lstm"])
+def test_mup_is_sp_at_the_base_width(ids, spec):
+    """At ``base_width`` μP and SP are one model: same parameters, same logits, same training losses.
+
+    Independent reference: the SP model is plain torch (nn.Linear readout, 1/√d_head, AdamW);
+    μP goes through mup (MuReadout, set_base_shapes, MuAdamW). Above the base width they differ.
+    """
+    from stages.scaling.models import attention_scale
+
+    w = spec.base_width
+    sp, mup = build_model(spec, w, "sp", seed=7), build_model(spec, w, "mup", seed=7)
+    sp_state, mup_state = sp.state_dict(), mup.state_dict()
+    assert sp_state.keys() == mup_state.keys()
+    for key in sp_state:
+        torch.testing.assert_close(mup_state[key], sp_state[key], rtol=0, atol=0)
+    x = torch.from_numpy(ids[:64].astype(np.int64)).view(2, 32)
+    torch.testing.assert_close(mup(x), sp(x), rtol=1e-6, atol=1e-6)
+    cfg = TrainSettings(steps=8, batch_size=4, seq_len=16, lr=3e-3, seed=1, weight_decay=0.0,
+                        eval_every=0, device="cpu", precision="fp32")
+    losses = {}
+    for name, model in (("sp", sp), ("mup", mup)):
+        result = train_lm(model, ids, None, cfg, optimizer_factory=optimizer_factory(name), log=lambda _: None)
+        losses[name] = [h["train_loss"] for h in result.history]
+    np.testing.assert_allclose(losses["mup"], losses["sp"], rtol=1e-5)
+    assert losses["sp"][-1] < losses["sp"][0]
+    if spec.kind == "transformer":
+        # above the base width μP's attention is 1/d_head times √d_base: 2x the width halves √d_head's share
+        assert attention_scale(spec, w, True) == attention_scale(spec, w, False)
+        assert attention_scale(spec, 4 * w, True) == pytest.approx(attention_scale(spec, 4 * w, False) / 2)
+    wide_sp, wide_mup = build_model(spec, 2 * w, "sp", seed=7), build_model(spec, 2 * w, "mup", seed=7)
+    assert not torch.allclose(wide_mup(x), wide_sp(x)), "above the base width μP must differ from SP"
+
+
+def test_depth_grows_with_sqrt_width():
+    spec = TransformerSpec(depth=2, base_width=32, depth_scaling="sqrt_width", max_seq_len=32)
+    assert [spec.depth_at(w) for w in (32, 64, 128, 512)] == [2, 3, 4, 8]
+    for parametrization in ("sp", "mup"):
+        assert len(build_model(spec, 128, parametrization).blocks) == 4
+    assert TransformerSpec(depth=2).depth_at(512) == 2

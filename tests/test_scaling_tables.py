@@ -1,8 +1,9 @@
 """Scaling tables: the readers of the published sources and the gate that rejects bad tables.
 
-The published files are read from ``../shared/data/scaling`` (never copied into the repo); the
-tests that need them are skipped on a machine without that folder. Each bad-table test breaks
-one row of an otherwise valid table and checks the gate names that column and that row.
+The published files are the copies in ``published/scaling/`` (with their provenance note), so
+every test runs on a clean clone. Each bad-table test breaks one row of an otherwise valid
+table and checks the gate names that column and that row; ``test_scaling_malformed.py`` breaks
+every reader's input in every way a file arrives broken.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from stages.scaling.gate import validate_table
 from stages.scaling.table import prepare, run as table_stage
 from stages.scaling.tables import TableError, read_epoch, read_misfitting, read_porian, read_runs_csv
 
-from conftest import SHARED_DATA
+from conftest import REPO
 
-SCALING = SHARED_DATA / "scaling"
+SCALING = REPO / "published" / "scaling"
 EPOCH = SCALING / "chinchilla_epoch_extracted.csv"
 MISFIT = SCALING / "misfitting_scaling_results.csv"
 PORIAN = SCALING / "porian_summary_df.pickle.xz"
-needs_shared = pytest.mark.skipif(not SCALING.exists(), reason="../shared/data/scaling not on this machine")
 
 
 def good_table() -> pd.DataFrame:
@@ -74,7 +74,6 @@ def test_gate_rejects_a_run_listed_twice():
     assert sorted(failure["rows"]) == [2, 9]
 
 
-@needs_shared
 def test_epoch_reader_derives_tokens_from_compute():
     table = read_epoch(EPOCH)
     raw = pd.read_csv(EPOCH)
@@ -83,7 +82,6 @@ def test_epoch_reader_derives_tokens_from_compute():
     assert table.frame["run"].is_unique
 
 
-@needs_shared
 def test_misfitting_duplicates_fail_the_gate_unless_dropped(tmp_path):
     base = dict(name="misfit", source=MisfittingSource(path=str(MISFIT)), out=str(tmp_path / "t.parquet"),
                 reference_out=str(tmp_path / "r.json"), metrics=str(tmp_path / "m.json"))
@@ -99,7 +97,6 @@ def test_misfitting_duplicates_fail_the_gate_unless_dropped(tmp_path):
     assert np.isfinite(table.frame["N_no_emb"]).all() and (table.frame["N_no_emb"] < table.frame["N"]).all()
 
 
-@needs_shared
 def test_porian_reader_explodes_one_configuration_and_keeps_published_exponents():
     table = read_porian(PORIAN, {"hparams": "tuned"})
     summary = pd.read_pickle(PORIAN)
@@ -113,7 +110,6 @@ def test_porian_reader_explodes_one_configuration_and_keeps_published_exponents(
         read_porian(PORIAN, {"hparams": "base"})
 
 
-@needs_shared
 def test_table_stage_writes_gated_selection(tmp_path):
     cfg = TableConfig(name="epoch", source=EpochSource(path=str(EPOCH)), select=Selection(drop_highest_loss=5),
                       out=str(tmp_path / "t.parquet"), reference_out=str(tmp_path / "r.json"),

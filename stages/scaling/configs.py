@@ -80,6 +80,8 @@ class Selection(StrictModel):
     best_over: list[str] = Field(default_factory=list)
     #: drop the k runs with the highest final loss (Besiroglu et al. drop 5)
     drop_highest_loss: int = Field(0, ge=0)
+    #: keep only runs with fewer than this many (total) parameters (Li et al. fit models below 1B)
+    n_max: Positive | None = None
     #: a checkpoint listed twice: `error` fails the gate; `drop` removes every copy and records it
     duplicates: Literal["error", "drop"] = "error"
 
@@ -109,20 +111,41 @@ class TableConfig(StrictModel):
 # -- fits ------------------------------------------------------------------------------------
 
 
+#: the fewest budgets with an optimum that determine a power law's exponent *and* its spread:
+#: two points always fit a line exactly, so a third is the first that can disagree
+MIN_BUDGETS = 3
+#: Approach 3 has five parameters; fewer than two runs per parameter cannot pin them down
+MIN_PARAMETRIC_RUNS = 10
+#: ... nor fewer than three distinct model sizes (α is a curvature in log N)
+MIN_PARAMETRIC_SIZES = 3
+
+
 class EnvelopeSpec(StrictModel):
-    """Approach 1: minimum-loss envelope over runs at each budget."""
+    """Approach 1: minimum-loss envelope over runs at each budget.
+
+    A budget counts only when its lowest-loss run is neither the smallest nor the largest size
+    trained at that budget: an envelope minimum on the edge of the sizes is a bound on the
+    optimum, not a measurement of it. And the optima must be at least ``min_budgets`` distinct
+    sizes: one model that wins every budget gives N_opt ∝ C^0, an artefact of the grid of sizes.
+    """
 
     kind: Literal["envelope"] = "envelope"
-    min_runs: int = Field(2, ge=1)
+    min_runs: int = Field(2, ge=2)
+    #: budgets with an interior optimum the power law needs (never fewer than MIN_BUDGETS)
+    min_budgets: int = Field(MIN_BUDGETS, ge=MIN_BUDGETS)
 
 
 class IsoflopSpec(StrictModel):
     """Approach 2: a parabola in log N per budget; its vertex is N_opt."""
 
     kind: Literal["isoflop"] = "isoflop"
-    min_points: int = Field(3, ge=3)
+    #: sizes a budget's parabola needs: three determine it exactly, a fourth is the first that can
+    #: disagree with it (never fewer than 4)
+    min_points: int = Field(4, ge=4)
     #: fit each parabola to this many sizes nearest the lowest-loss one (None: all sizes)
     fit_points: int | None = Field(None, ge=3)
+    #: budgets whose parabola has an interior vertex the power law needs (never fewer than MIN_BUDGETS)
+    min_budgets: int = Field(MIN_BUDGETS, ge=MIN_BUDGETS)
 
 
 class InitGridSpec(StrictModel):
@@ -145,6 +168,40 @@ class ParametricSpec(StrictModel):
     newton_iters: int = Field(60, ge=1)
     #: how many of the best starts scipy's L-BFGS-B then finishes, one by one
     polish_top: int = Field(10, ge=1)
+    #: Newton iterations every start gets before only the ``screen_keep`` best continue
+    screen_iters: int = Field(10, ge=1)
+    #: starts that continue after the screen (None: all of them)
+    screen_keep: int | None = Field(500, ge=1)
+    #: runs and distinct sizes the five parameters need (never fewer than 10 and 3)
+    min_runs: int = Field(MIN_PARAMETRIC_RUNS, ge=MIN_PARAMETRIC_RUNS)
+    min_sizes: int = Field(MIN_PARAMETRIC_SIZES, ge=MIN_PARAMETRIC_SIZES)
+    #: the search box of L-BFGS-B: an optimum on its boundary is not determined by the data
+    bounds: "ParametricBounds" = Field(default_factory=lambda: ParametricBounds())
+
+
+class ParametricBounds(StrictModel):
+    """Box for (log E, log A, log B, α, β); wide enough that any sensible fit is interior.
+
+    α = 0 or β = 0 (no dependence on N or D) and α, β = 3 (a loss that vanishes within a factor
+    of a few in N) are both signs the data do not constrain the term, as is A = e^60.
+    """
+
+    e: tuple[float, float] = (-5.0, 5.0)
+    a: tuple[float, float] = (-10.0, 60.0)
+    b: tuple[float, float] = (-10.0, 60.0)
+    alpha: tuple[float, float] = (0.0, 3.0)
+    beta: tuple[float, float] = (0.0, 3.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ParametricBounds":
+        for name in ("e", "a", "b", "alpha", "beta"):
+            lo, hi = getattr(self, name)
+            if not lo < hi:
+                raise ValueError(f"bounds.{name}: need low < high, got ({lo}, {hi})")
+        return self
+
+    def box(self) -> list[tuple[float, float]]:
+        return [self.e, self.a, self.b, self.alpha, self.beta]
 
 
 ApproachSpec = Annotated[Union[EnvelopeSpec, IsoflopSpec, ParametricSpec], Field(discriminator="kind")]
@@ -154,6 +211,9 @@ class BootstrapSpec(StrictModel):
     samples: int = Field(..., ge=0)
     seed: int = 0
     level: float = Field(0.95, gt=0, lt=1)
+    #: a fit whose bootstrap fails (no optimum, too few budgets, optimum on a bound) in more than
+    #: this share of resamples is not determined: its CI would describe the survivors only
+    max_failed_share: float = Field(0.1, ge=0, le=0.5)
 
 
 class ReferenceValue(StrictModel):
@@ -232,6 +292,32 @@ class CorpusConfig(StrictModel):
     out_dir: Annotated[str, Out]
 
 
+# -- LR transfer across widths (the μP question) ---------------------------------------------
+
+
+class TransferSpec(StrictModel):
+    """How the optimal LR per width is estimated across seeds (``stages.scaling.transfer``)."""
+
+    #: the parabola in log2(lr) is fitted to the grid points within this distance of the best one
+    window_log2: float = Field(1.0, gt=0)
+    samples: int = Field(2000, ge=100)
+    level: float = Field(0.95, gt=0, lt=1)
+    #: the study's question, as thresholds on the optimum's shift across the width range (log2)
+    mup_max_shift: float = Field(0.5, gt=0)
+    sp_min_shift: float = Field(1.5, gt=0)
+
+
+class TransferConfig(StrictModel):
+    sweep: str
+    #: parametrization -> results.csv of each seed replicate
+    results: Annotated[dict[str, list[str]], Dep]
+    widths: list[int]
+    spec: TransferSpec
+    seed: int = 0
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -250,5 +336,6 @@ class ReportConfig(StrictModel):
     tables: Annotated[dict[str, str], Dep]
     sweeps: list[StageOutput] = Field(default_factory=list)
     coords: list[StageOutput] = Field(default_factory=list)
+    transfers: list[StageOutput] = Field(default_factory=list)
     #: the report folder (``ctx.reports``), kept in git
     out_dir: Annotated[str, Committed]

@@ -22,8 +22,17 @@ from stages.scaling.configs import FitConfig
 from stages.scaling.powerlaw import bootstrap_weights, summarize
 
 
-class InsufficientData(ValueError):
-    """The table cannot support this approach (e.g. too few budgets with an interior optimum)."""
+class NotDetermined(ValueError):
+    """The data cannot determine this fit: too few runs or budgets for its parameters, an
+    optimum on a bound of the search, or a bootstrap that fails too often. The stage records
+    ``status: not determined`` with the reason, and no fitted numbers."""
+
+
+#: the old name, kept for callers that catch it
+InsufficientData = NotDetermined
+
+#: the quantities whose bootstrap must succeed for a fit to count (per approach kind)
+PRIMARY = {"envelope": ("a", "b"), "isoflop": ("a", "b"), "parametric": ("E", "A", "B", "alpha", "beta")}
 
 
 def load_fit_frame(path: str | Path, parameters: str) -> pd.DataFrame:
@@ -50,11 +59,24 @@ def fit_profiles(frame: pd.DataFrame, cfg: FitConfig, weights: np.ndarray) -> tu
         def minima(w=None):
             return isoflop_minima(prof, w, cfg.approach.min_points, cfg.approach.fit_points)
     best = minima()
-    if len(best["C"]) < 2:
-        raise InsufficientData(f"{cfg.table_name}/{cfg.approach_name}: only {len(best['C'])} budget(s) give an optimum "
-                         f"(mode {prof.mode}, {len(prof.budgets)} budgets); need 2 for a power law")
+    need = cfg.approach.min_budgets
+    what = "an interior envelope minimum" if cfg.approach.kind == "envelope" else "a parabola with an interior vertex"
+    if len(best["C"]) < need:
+        raise NotDetermined(f"only {len(best['C'])} of {len(prof.budgets)} budgets (mode {prof.mode}) give {what}; "
+                            f"the power law needs {need}")
+    sizes = len(np.unique(best["N"]))
+    if sizes < need:
+        raise NotDetermined(f"the optima of {len(best['C'])} budgets are only {sizes} distinct model size(s); "
+                            f"a power law N_opt(C) needs {need}")
+
+    def replicate(w) -> dict:
+        found = minima(w)
+        if len(found["C"]) < need or len(np.unique(found["N"])) < need:  # this resample determines nothing
+            return {k: float("nan") for k in ("a", "b", "k_N", "k_D")}
+        return exponents(found)
+
     point = exponents(best)
-    replicates = [exponents(minima(w)) for w in weights]
+    replicates = [replicate(w) for w in weights]
     details = {"mode": prof.mode, "budgets": prof.budgets.tolist(),
                "optima": {k: np.asarray(v).tolist() for k, v in best.items()},
                "profiles": _profile_points(prof)}
@@ -71,18 +93,27 @@ def _profile_points(prof) -> list[dict]:
 
 
 def fit_parametric_stage(frame: pd.DataFrame, cfg: FitConfig, weights: np.ndarray, run_index: np.ndarray):
-    from stages.scaling.parametric import InitGrid, bootstrap_parametric, fit_parametric, theta_to_values
+    from stages.scaling.parametric import InitGrid, bootstrap_parametric, fit_parametric, on_bound, theta_to_values
 
     spec = cfg.approach
+    runs, sizes = frame["run"].nunique(), frame["N"].nunique()
+    if runs < spec.min_runs or sizes < spec.min_sizes:
+        raise NotDetermined(f"{runs} runs of {sizes} distinct sizes; the five parameters of L = E + A/N^α + B/D^β "
+                            f"need at least {spec.min_runs} runs and {spec.min_sizes} sizes")
     g = spec.init_grid
     grid = InitGrid(alpha=tuple(g.alpha), beta=tuple(g.beta), e=tuple(g.e), a=tuple(g.a), b=tuple(g.b))
+    box = spec.bounds.box()
     n, d, loss = (frame[c].to_numpy(float) for c in ("N", "D", "loss"))
     fit = fit_parametric(n, d, loss, delta=spec.huber_delta, grid=grid, newton_iters=spec.newton_iters,
-                         polish_top=spec.polish_top)
+                         polish_top=spec.polish_top, bounds=box, screen_iters=spec.screen_iters,
+                         screen_keep=spec.screen_keep)
+    hits = on_bound(fit.theta, box)
+    if hits:
+        raise NotDetermined("the best fit sits on the search box: " + "; ".join(hits))
     point = fit.values
     replicates = []
     if len(weights):
-        thetas = bootstrap_parametric(n, d, loss, weights[:, run_index], fit.theta, delta=spec.huber_delta)
+        thetas = bootstrap_parametric(n, d, loss, weights[:, run_index], fit.theta, delta=spec.huber_delta, bounds=box)
         replicates = [theta_to_values(t) for t in thetas]
     details = {"objective": fit.objective, "n_starts": fit.n_starts, "n_polished": fit.n_polished,
                "converged": fit.converged, "theta": fit.theta.tolist()}
@@ -123,6 +154,21 @@ def references(cfg: FitConfig) -> dict:
     return refs
 
 
+def check_bootstrap(summary: dict, cfg: FitConfig) -> None:
+    """Refuse a fit whose bootstrap failed in more than ``max_failed_share`` of the resamples."""
+    samples = cfg.bootstrap.samples
+    if not samples:
+        return
+    failed = max(summary[k]["n_failed"] for k in PRIMARY[cfg.approach.kind] if k in summary)
+    if failed > cfg.bootstrap.max_failed_share * samples:
+        raise NotDetermined(f"{failed} of {samples} bootstrap resamples of runs give no fit "
+                            f"(more than {cfg.bootstrap.max_failed_share:.0%}): the CI would describe the survivors only")
+    for key in PRIMARY[cfg.approach.kind]:
+        value = summary.get(key, {}).get("value")
+        if value is None or not math.isfinite(value):
+            raise NotDetermined(f"{key} is not finite ({value})")
+
+
 def run(cfg: FitConfig) -> None:
     frame = load_fit_frame(cfg.table, cfg.parameters)
     runs, run_index = np.unique(frame["run"].to_numpy(), return_inverse=True)
@@ -138,14 +184,15 @@ def run(cfg: FitConfig) -> None:
             point, replicates, details = fit_parametric_stage(frame, cfg, weights, run_index)
         else:
             point, replicates, details = fit_profiles(frame, cfg, weights)
-    except InsufficientData as exc:
-        # a table too small for this approach is a finding, not a crash: say so in the metrics
-        print(f"fit {cfg.approach_name} on {cfg.table_name}: not enough data: {exc}", flush=True)
-        metrics = {**head, "status": "insufficient data", "reason": str(exc), "fit": {}, "agreement": {}}
+        summary = summarize(point, replicates, cfg.bootstrap.level)
+        check_bootstrap(summary, cfg)
+    except NotDetermined as exc:
+        # a table that cannot determine this fit is a finding, not a crash, and never a number
+        print(f"fit {cfg.approach_name} on {cfg.table_name}: not determined: {exc}", flush=True)
+        metrics = {**head, "status": "not determined", "reason": str(exc), "fit": {}, "agreement": {}}
         write_json(cfg.details, {"metrics": metrics, "references": refs})
         write_json(cfg.metrics, metrics)
         return
-    summary = summarize(point, replicates, cfg.bootstrap.level)
     metrics = {**head, "status": "ok", "fit": summary,
                "agreement": {name: compare(summary, ref["values"]) for name, ref in refs.items()}}
     write_json(cfg.details, {"metrics": metrics, "references": refs, **details})

@@ -19,13 +19,21 @@ def _weights(prof: Profiles, weights: np.ndarray | None) -> np.ndarray:
 
 
 def envelope_minima(prof: Profiles, weights: np.ndarray | None = None, min_runs: int = 2) -> dict[str, np.ndarray]:
-    """Approach 1: at each budget the run with the lowest loss is the compute-optimal one."""
+    """Approach 1: at each budget the run with the lowest loss is the compute-optimal one.
+
+    A budget whose lowest-loss run is the smallest or the largest size present there is left
+    out: the optimum may lie beyond the sizes trained, so that point only bounds it.
+    """
     w = _weights(prof, weights)
     present = np.isfinite(prof.loss) & (w[:, None] > 0)
     enough = present.sum(0) >= min_runs
     masked = np.where(present, prof.loss, np.inf)
     best = masked.argmin(0)
-    cols = np.flatnonzero(enough)
+    n_col = np.where(present, prof.n[:, None], np.nan)
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.nanmin(np.where(enough, n_col, np.inf), 0), np.nanmax(np.where(enough, n_col, -np.inf), 0)
+    interior = enough & (prof.n[best] > lo) & (prof.n[best] < hi)
+    cols = np.flatnonzero(interior)
     rows = best[cols]
     c = prof.compute[rows, cols]
     n = prof.n[rows]

@@ -56,13 +56,18 @@ class SweepConfig(StrictModel):
     parametrization: Literal["sp", "mup"]
     model: ModelSpec
     widths: list[Annotated[int, Field(ge=1)]] = Field(..., min_length=1)
-    lrs: list[Positive] = Field(..., min_length=1)
+    #: one grid for every width, or a grid per width
+    lrs: list[Positive] | dict[int, list[Positive]]
     #: ``train.seed`` seeds the initial draw of every width and the batches of every run
     train: SweepTrain
     batching: BatchingSpec
     corpus_dir: Annotated[str, Dep]
     out_dir: Annotated[str, Out]
     metrics: Annotated[str, Metric]
+
+
+    def lrs_at(self, width: int) -> list[float]:
+        return self.lrs[width] if isinstance(self.lrs, dict) else self.lrs
 
 
 class CoordConfig(StrictModel):

@@ -9,7 +9,16 @@ comes from the ``mup`` package: ``set_base_shapes`` records which dimensions gro
 
 SP vs μP here differ only in those mup pieces; the initialisation of hidden matrices is
 N(0, 1/fan_in) in both (already μP-correct for matrices whose fan-in grows), embeddings are
-N(0, ``embed_std``²) in both (μP input weights: constant in width).
+N(0, ``embed_std``²) in both (μP input weights: constant in width), and the optional zero
+initialisations (queries, readout) are initialisation choices applied to both alike.
+
+Why μP equals SP at ``base_width``: every μP multiplier is a ratio to the base shapes. The
+attention scale is ``sqrt(d_base)/d_head`` (the mup README's ``8/d``, with 8 = √64 the base head
+size), i.e. 1/√d_head at the base width and 1/d_head scaling above it; ``MuReadout`` divides by
+``width_mult`` = 1 at the base width and mup's readout rescale multiplies by √1; ``MuAdamW``
+divides hidden-matrix learning rates by ``width_mult`` = 1. So at the base width the μP model
+is the SP model, parameter for parameter and loss for loss (tested), and the two differ only
+in how they extrapolate with width.
 """
 
 from __future__ import annotations
@@ -28,7 +37,11 @@ class TransformerSpec(StrictModel):
     """Pre-norm decoder-only Transformer; heads fixed, so d_head grows with width (μP's case)."""
 
     kind: Literal["transformer"] = "transformer"
+    #: blocks at ``base_width`` (and at every width when ``depth_scaling`` is ``fixed``)
     depth: int = Field(2, ge=1)
+    #: ``sqrt_width``: depth = round(depth · √(width / base_width)), as in seed 002's sweeps
+    #: (depth growing with width^0.5); μP's base shapes are then taken at the target's depth
+    depth_scaling: Literal["fixed", "sqrt_width"] = "fixed"
     heads: int = Field(2, ge=1)
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"
     #: MLP hidden size / width (for SwiGLU the hidden size is 2/3 of this, as in Llama)
@@ -39,10 +52,16 @@ class TransformerSpec(StrictModel):
     embed_std: float = Field(0.1, gt=0)
     #: μP base width: the width at which μP and SP coincide
     base_width: int = Field(16, ge=1)
-    #: μP only: start the (untied) readout at zero (mup README); slow to get going in short runs
+    #: start the (untied) readout at zero (mup README), SP and μP alike; slow to get going in short runs
     readout_zero_init: bool = False
-    #: μP only: start the query projections at zero, so attention starts uniform
+    #: start the query projections at zero, so attention starts uniform (mup README), SP and μP alike
     query_zero_init: bool = True
+
+    def depth_at(self, width: int) -> int:
+        """Blocks at ``width``: fixed, or growing with √(width / base_width)."""
+        if self.depth_scaling == "fixed":
+            return self.depth
+        return max(1, round(self.depth * math.sqrt(width / self.base_width)))
 
 
 class LSTMSpec(StrictModel):
@@ -67,7 +86,21 @@ def _torch():
     return torch, nn
 
 
-def _build_transformer(spec: TransformerSpec, width: int, mup: bool):
+def attention_scale(spec: TransformerSpec, width: int, mup: bool) -> float:
+    """Softmax temperature of q·k: 1/√d_head (SP); √d_base / d_head (μP, mup's ``8/d``).
+
+    Under μP q and k become correlated after training, so q·k grows like d_head, not √d_head;
+    1/d_head keeps the logits O(1). The √d_base factor makes it 1/√d_head at the base width,
+    where μP must be SP.
+    """
+    head_dim = width // spec.heads
+    if not mup:
+        return 1.0 / math.sqrt(head_dim)
+    base_head = spec.base_width // spec.heads
+    return math.sqrt(base_head) / head_dim
+
+
+def _build_transformer(spec: TransformerSpec, width: int, mup: bool, depth: int | None = None):
     torch, nn = _torch()
     import torch.nn.functional as F
     from mup import MuReadout, MuSharedReadout
@@ -75,6 +108,7 @@ def _build_transformer(spec: TransformerSpec, width: int, mup: bool):
     if width % spec.heads:
         raise ValueError(f"width {width} is not a multiple of heads={spec.heads}")
     hidden = round(spec.mlp_ratio * width * (2 / 3 if spec.activation == "swiglu" else 1))
+    depth = spec.depth_at(width) if depth is None else depth
 
     class Attention(nn.Module):
         def __init__(self):
@@ -83,9 +117,7 @@ def _build_transformer(spec: TransformerSpec, width: int, mup: bool):
             self.k = nn.Linear(width, width, bias=False)
             self.v = nn.Linear(width, width, bias=False)
             self.o = nn.Linear(width, width, bias=False)
-            head_dim = width // spec.heads
-            # μP: attention logits scale as 1/d_head (q·k grows like d_head once q, k correlate)
-            self.scale = 1.0 / head_dim if mup else 1.0 / math.sqrt(head_dim)
+            self.scale = attention_scale(spec, width, mup)
 
         def forward(self, x):
             b, t, _ = x.shape
@@ -124,7 +156,7 @@ def _build_transformer(spec: TransformerSpec, width: int, mup: bool):
             super().__init__()
             self.tok = nn.Embedding(spec.vocab_size, width)
             self.pos = nn.Embedding(spec.max_seq_len, width)
-            self.blocks = nn.ModuleList(Block() for _ in range(spec.depth))
+            self.blocks = nn.ModuleList(Block() for _ in range(depth))
             self.ln_f = nn.LayerNorm(width)
             self.readout = _readout(nn, MuReadout, MuSharedReadout, self.tok, width, spec, mup)
 
@@ -167,8 +199,10 @@ def _build_lstm(spec: LSTMSpec, width: int, mup: bool):
     return LSTMLM()
 
 
-def _raw(spec, width: int, mup: bool):
-    return _build_transformer(spec, width, mup) if spec.kind == "transformer" else _build_lstm(spec, width, mup)
+def _raw(spec, width: int, mup: bool, depth: int | None = None):
+    if spec.kind == "transformer":
+        return _build_transformer(spec, width, mup, depth)
+    return _build_lstm(spec, width, mup)
 
 
 def init_weights(model, spec, mup: bool) -> None:
@@ -177,7 +211,8 @@ def init_weights(model, spec, mup: bool) -> None:
     Matrices N(0, 1/fan_in); embeddings N(0, embed_std²) (a tied readout keeps them); LSTM
     biases 0; LayerNorm (1, 0). μP: an untied ``MuReadout`` is rescaled by mup itself
     (``_rescale_parameters``: ×√width_mult, then ÷width_mult in forward, i.e. the 1/width
-    output init of μP) or zeroed (``readout_zero_init``); queries optionally start at zero.
+    output init of μP; both factors are 1 at the base width). Zero inits (``readout_zero_init``,
+    ``query_zero_init``) apply to SP and μP alike, so the two coincide at the base width.
     """
     torch, nn = _torch()
     from mup import MuReadout, MuSharedReadout
@@ -205,14 +240,13 @@ def init_weights(model, spec, mup: bool) -> None:
             for module in model.modules():
                 if isinstance(module, MuSharedReadout):
                     continue  # tied: the embedding's N(0, embed_std²) is already width-independent
-                if isinstance(module, MuReadout):
-                    if module.readout_zero_init:
-                        module.weight.zero_()
-                    else:
-                        module._rescale_parameters()
-            if spec.kind == "transformer" and spec.query_zero_init:
-                for block in model.blocks:
-                    block.attn.q.weight.zero_()
+                if isinstance(module, MuReadout) and not module.readout_zero_init:
+                    module._rescale_parameters()
+        if spec.readout_zero_init and not spec.tie:
+            model.readout.weight.zero_()
+        if spec.kind == "transformer" and spec.query_zero_init:
+            for block in model.blocks:
+                block.attn.q.weight.zero_()
 
 
 def build_model(spec, width: int, parametrization: Parametrization, seed: int = 0):
@@ -224,8 +258,9 @@ def build_model(spec, width: int, parametrization: Parametrization, seed: int = 
     if mup:
         from mup import set_base_shapes
 
-        base = _raw(spec, spec.base_width, True)
-        delta = _raw(spec, spec.base_width * 2, True)
+        depth = spec.depth_at(width) if spec.kind == "transformer" else None
+        base = _raw(spec, spec.base_width, True, depth)
+        delta = _raw(spec, spec.base_width * 2, True, depth)
         # rescale_params=False: init_weights below sets every tensor explicitly
         set_base_shapes(model, base, delta=delta, rescale_params=False)
     torch.manual_seed(seed)

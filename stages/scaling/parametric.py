@@ -127,12 +127,15 @@ def stacked_objective(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray, l
     value = (_huber(r, delta) * w).sum(1)
     h1 = np.clip(r, -delta, delta) * w  # h'(r), weighted
     ln, ld = log_n[None, :], log_d[None, :]
-    g = np.stack([s3, s1, s2, -s1 * ln, -s2 * ld], axis=1)  # (K, 5, n)
-    grad = np.einsum("kin,kn->ki", g, h1)
+    g = np.empty((r.shape[0], 5, r.shape[1]))  # (K, 5, n), filled in place (no np.stack copy)
+    g[:, 0], g[:, 1], g[:, 2] = s3, s1, s2
+    np.multiply(s1, -ln, out=g[:, 3])
+    np.multiply(s2, -ld, out=g[:, 4])
+    grad = np.matmul(g, h1[..., None])[..., 0]
     if not hessian:
         return value, grad
     h2 = (np.abs(r) <= delta) * w  # h''(r), weighted
-    hess = np.einsum("kin,kjn->kij", g * (h2 - h1)[:, None, :], g)
+    hess = np.matmul(g * (h2 - h1)[:, None, :], g.transpose(0, 2, 1))  # batched BLAS, not einsum
     c1, c2 = h1 * s1, h1 * s2
     hess[:, 0, 0] += (h1 * s3).sum(1)
     hess[:, 1, 1] += c1.sum(1)
@@ -210,18 +213,40 @@ def stacked_lbfgs(theta0: np.ndarray, data: tuple, weights, delta: float, maxite
     return theta, obj, grad
 
 
+Box = "list[tuple[float, float]] | None"
+
+
 def minimize_one(theta0: np.ndarray, log_n, log_d, log_l, weights, delta: float, gtol: float = 1e-10,
-                 maxiter: int = 10_000):
-    """One start, one scipy L-BFGS-B run with the exact gradient (the textbook per-init fit)."""
+                 maxiter: int = 10_000, bounds: Box = None):
+    """One start, one scipy L-BFGS-B run with the exact gradient (the textbook per-init fit).
+
+    ``bounds``: the (e, a, b, α, β) search box; the start is clipped into it.
+    """
     from scipy.optimize import minimize
 
     def fun(t: np.ndarray):
         obj, grad = stacked_objective(t[None, :], log_n, log_d, log_l, weights, delta)
         return float(obj[0]), grad[0]
 
-    res = minimize(fun, np.asarray(theta0, float), jac=True, method="L-BFGS-B",
+    start = np.asarray(theta0, float)
+    if bounds is not None:
+        start = np.clip(start, [lo for lo, _ in bounds], [hi for _, hi in bounds])
+    res = minimize(fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": maxiter, "gtol": gtol, "ftol": 0.0})
     return res.x, float(res.fun), bool(res.success or np.max(np.abs(res.jac)) < 1e-6)
+
+
+def on_bound(theta: np.ndarray, bounds: Box, rel_tol: float = 1e-6) -> list[str]:
+    """Names of the parameters of ``theta`` that sit on (or beyond) a face of the search box."""
+    if bounds is None:
+        return []
+    names = ("log E", "log A", "log B", "alpha", "beta")
+    hits = []
+    for name, value, (lo, hi) in zip(names, np.asarray(theta, float), bounds):
+        tol = rel_tol * (hi - lo)
+        if not np.isfinite(value) or value <= lo + tol or value >= hi - tol:
+            hits.append(f"{name} = {value:.4g} (box [{lo:g}, {hi:g}])")
+    return hits
 
 
 def _arrays(n, d, loss):
@@ -231,22 +256,34 @@ def _arrays(n, d, loss):
 
 def fit_parametric(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = None,
                    weights: np.ndarray | None = None, newton_iters: int = 60, polish_top: int = 10,
-                   gtol: float = 1e-10) -> ParametricFit:
+                   gtol: float = 1e-10, bounds: Box = None, screen_iters: int = 10,
+                   screen_keep: int | None = 500) -> ParametricFit:
     """Best-of-grid Approach 3 fit: every start at once by batched Newton, then scipy L-BFGS-B.
 
-    The ``polish_top`` starts with the lowest objective after the batched phase are each
-    finished by scipy's L-BFGS-B with the exact gradient, so the reported optimum is an
-    L-BFGS optimum from a grid start, as in Hoffmann et al.; the batched phase only does, all
-    at once, the long walk from the grid to the basins.
+    Three phases. (1) Screen: ``screen_iters`` batched Newton iterations on every grid start.
+    (2) The ``screen_keep`` starts with the lowest objective then continue to ``newton_iters``
+    iterations in all (the rest are far from any basin after the screen; measured on the Epoch
+    table, the start that ranks first after 10 iterations is one of the 44 of 4500 that reach
+    the global optimum, and a quarter of those rank in the top 500). (3) The ``polish_top``
+    best are each finished by scipy's L-BFGS-B with the exact gradient (within ``bounds``), so
+    the reported optimum is an L-BFGS optimum from a grid start, as in Hoffmann et al.; the
+    batched phases only do, all at once, the long walk from the grid to the basins.
+    ``screen_keep=None`` skips the screen (every start runs all iterations).
     """
     data = _arrays(n, d, loss)
     starts = (grid or InitGrid()).points()
-    theta, obj, _ = batched_newton(starts, data, weights, delta, iters=newton_iters)
+    if screen_keep is not None and screen_keep < len(starts) and screen_iters < newton_iters:
+        theta, obj, _ = batched_newton(starts, data, weights, delta, iters=screen_iters)
+        obj = np.where(np.isfinite(obj), obj, np.inf)
+        keep = np.argsort(obj, kind="stable")[:screen_keep]
+        theta, obj, _ = batched_newton(theta[keep], data, weights, delta, iters=newton_iters - screen_iters)
+    else:
+        theta, obj, _ = batched_newton(starts, data, weights, delta, iters=newton_iters)
     obj = np.where(np.isfinite(obj), obj, np.inf)
     order = np.argsort(obj, kind="stable")[: max(1, polish_top)]
     best_theta, best_obj, ok = None, np.inf, False
     for idx in order:
-        t, f, conv = minimize_one(theta[idx], *data, weights, delta, gtol=gtol)
+        t, f, conv = minimize_one(theta[idx], *data, weights, delta, gtol=gtol, bounds=bounds)
         if f < best_obj - 1e-15:
             best_theta, best_obj, ok = t, f, conv
     return ParametricFit(theta=best_theta, objective=best_obj, n_starts=len(starts), n_polished=len(order),
@@ -254,13 +291,13 @@ def fit_parametric(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = N
 
 
 def fit_parametric_naive(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | None = None,
-                         gtol: float = 1e-10) -> ParametricFit:
+                         gtol: float = 1e-10, bounds: Box = None) -> ParametricFit:
     """The reference implementation: a Python loop of scipy L-BFGS-B, one call per start."""
     data = _arrays(n, d, loss)
     starts = (grid or InitGrid()).points()
     best_theta, best_obj, ok = None, np.inf, False
     for start in starts:
-        t, f, conv = minimize_one(start, *data, None, delta, gtol=gtol)
+        t, f, conv = minimize_one(start, *data, None, delta, gtol=gtol, bounds=bounds)
         if np.isfinite(f) and f < best_obj - 1e-15:
             best_theta, best_obj, ok = t, f, conv
     return ParametricFit(theta=best_theta, objective=best_obj, n_starts=len(starts), n_polished=len(starts),
@@ -268,15 +305,22 @@ def fit_parametric_naive(n, d, loss, *, delta: float = 1e-3, grid: InitGrid | No
 
 
 def bootstrap_parametric(n, d, loss, weights: np.ndarray, theta0: np.ndarray, *, delta: float = 1e-3,
-                         iters: int = 200, grad_tol: float = 1e-7) -> np.ndarray:
+                         iters: int = 200, grad_tol: float = 1e-7, bounds: Box = None) -> np.ndarray:
     """Refit every bootstrap replicate (a row of ``weights``) from ``theta0``; returns (B, 5) θ.
 
     All replicates move together by :func:`batched_newton`; any replicate whose own gradient is
-    still above ``grad_tol`` afterwards is finished alone by scipy, so each row is an optimum.
+    still above ``grad_tol`` afterwards, or that left the box, is finished alone by scipy
+    (within ``bounds``), so each row is an optimum. A row that ends on a face of the box is
+    NaN: that resample does not determine the fit (counted as a failed resample).
     """
     data = _arrays(n, d, loss)
     starts = np.repeat(np.asarray(theta0, float)[None, :], weights.shape[0], axis=0)
     theta, _, grad = batched_newton(starts, data, weights, delta, iters=iters)
-    for i in np.flatnonzero(np.max(np.abs(grad), axis=1) > grad_tol):
-        theta[i], _, _ = minimize_one(theta[i], *data, weights[i], delta)
+    redo = np.max(np.abs(grad), axis=1) > grad_tol
+    if bounds is not None:
+        redo |= np.array([bool(on_bound(t, bounds)) for t in theta])
+    for i in np.flatnonzero(redo):
+        theta[i], _, _ = minimize_one(theta[i], *data, weights[i], delta, bounds=bounds)
+        if on_bound(theta[i], bounds):
+            theta[i] = np.nan
     return theta

@@ -44,8 +44,8 @@ def frontier_figure(tables: dict[str, pd.DataFrame], fits: list[dict]):
         fig.colorbar(sc, ax=ax, label="log10 N")
         for fit in fits:
             m = fit["metrics"]
-            if m["table"] != name or m["parameters"] != "total":
-                continue
+            if m["table"] != name or m["parameters"] != "total" or m.get("status") != "ok":
+                continue  # a fit that is not determined is not drawn
             if m["kind"] == "envelope" and "optima" in fit:
                 ax.plot(fit["optima"]["C"], fit["optima"]["loss"], "r^", ms=5, label=f"{m['approach']} optima")
             if m["kind"] == "parametric":
@@ -69,7 +69,8 @@ def frontier_figure(tables: dict[str, pd.DataFrame], fits: list[dict]):
 def isoflop_figure(fits: list[dict]):
     """Approach 2: loss vs N at each budget, the fitted parabolas and their vertices."""
     plt = _plt()
-    chosen = [f for f in fits if f["metrics"]["kind"] == "isoflop" and f["metrics"]["parameters"] == "total"]
+    chosen = [f for f in fits if f["metrics"]["kind"] == "isoflop" and f["metrics"]["parameters"] == "total"
+              and f["metrics"].get("status") == "ok"]
     fig, axes = _grid(plt, max(1, len(chosen)))
     for ax, fit in zip(axes, chosen):
         points = pd.DataFrame(fit.get("profiles", []))
@@ -119,22 +120,48 @@ def lr_figure(sweep: str, results: dict[str, pd.DataFrame]):
     return fig
 
 
-def lr_optimum_figure(summaries: list[dict]):
-    """Optimal LR (refined) vs width for every sweep: flat under μP, falling under SP."""
+def transfer_figure(metrics: dict, curves: pd.DataFrame):
+    """Left: seed-mean loss vs LR per width (SP, μP); right: the optimum per width with its CI."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for s in summaries:
-        widths = sorted(int(w) for w in s["widths"])
-        lrs = [s["widths"][str(w)]["lr_refined"] for w in widths]
-        style = "-" if s["parametrization"] == "mup" else "--"
-        ax.plot(widths, lrs, style, marker="o", ms=3,
-                label=f"{s['sweep']} {'μP' if s['parametrization'] == 'mup' else 'SP'} "
-                      f"({s['shift_log2']:+.2f} log2)")
+    params = [p for p in ("sp", "mup") if p in curves["parametrization"].unique()]
+    fig, axes = plt.subplots(1, len(params) + 1, figsize=(4.4 * (len(params) + 1), 3.6), squeeze=False)
+    axes = axes[0]
+    for ax, p in zip(axes, params):
+        sub = curves[curves["parametrization"] == p]
+        widths = sorted(sub["width"].unique())
+        colors = plt.cm.viridis(np.linspace(0, 0.9, len(widths)))
+        for color, width in zip(colors, widths):
+            w = sub[(sub["width"] == width) & np.isfinite(sub["dev_loss"])]
+            for _, seed in w.groupby("seed"):
+                ax.plot(seed["lr"], seed["dev_loss"], "-", lw=0.5, alpha=0.35, color=color)
+            mean = w.groupby("lr")["dev_loss"].mean()
+            ax.plot(mean.index, mean.to_numpy(), "o-", ms=3, color=color, label=f"width {width}")
+            entry = metrics[p]["widths"].get(str(width), {})
+            if entry.get("determined"):
+                ax.axvline(entry["lr"], color=color, lw=0.8, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("final dev loss (thin: seeds; dots: mean)")
+        ax.set_title(f"{metrics['sweep']}: {'μP' if p == 'mup' else 'SP'}")
+        ax.legend(fontsize=6)
+    ax = axes[-1]
+    for p, style in (("sp", "s--"), ("mup", "o-")):
+        if p not in metrics:
+            continue
+        rows = sorted((int(w), e) for w, e in metrics[p]["widths"].items() if e.get("determined"))
+        if not rows:
+            continue
+        w = np.array([r[0] for r in rows], float)
+        y = np.array([r[1]["log2_lr"] for r in rows])
+        lo = y - np.array([r[1]["log2_lr_ci"][0] for r in rows])
+        hi = np.array([r[1]["log2_lr_ci"][1] for r in rows]) - y
+        shift = metrics[p]["shift"]
+        label = f"{'μP' if p == 'mup' else 'SP'}" + (f" (shift {shift['log2']:+.2f} log2)" if shift.get("determined") else "")
+        ax.errorbar(w, y, yerr=[lo, hi], fmt=style, ms=4, capsize=3, label=label)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
     ax.set_xlabel("width")
-    ax.set_ylabel("optimal learning rate")
-    ax.set_title("Optimal LR vs width (shift = log2 lr*(widest) − log2 lr*(narrowest))")
-    ax.legend(fontsize=6)
+    ax.set_ylabel("log2 optimal LR (95 % CI over seeds)")
+    ax.set_title("Optimal LR vs width")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -22,7 +22,7 @@ from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, StrictModel, Study
 from stages.scaling.configs import (
     ApproachSpec, BootstrapSpec, BudgetSpec, CorpusConfig, FitConfig, Reference, ReportConfig, Selection, StageOutput,
-    SyntheticConfig, SyntheticSpec, TableConfig, TableSource,
+    SyntheticConfig, SyntheticSpec, TableConfig, TableSource, TransferConfig, TransferSpec,
 )
 from stages.scaling.lmconfigs import BatchingSpec, CoordConfig, SweepConfig, SweepTrain
 from stages.scaling.models import ModelSpec
@@ -65,16 +65,38 @@ class SweepSpec(StrictModel):
     model: ModelSpec
     parametrizations: list[str] = Field(default_factory=lambda: ["sp", "mup"], min_length=1)
     widths: list[int] = Field(..., min_length=1)
-    lrs: list[float] = Field(..., min_length=1)
+    #: the LR grid of every width; or one grid per parametrization (``{sp: [...], mup: [...]}``),
+    #: since SP's optimum moves with width and μP's should not, a grid wide enough for both
+    #: around each one's optimum costs less than one grid spanning both; a parametrization's grid
+    #: may also be per width (``{sp: {32: [...], 256: [...]}}``). The transfer analysis refuses an
+    #: optimum on the edge of its width's grid, so a grid placed too narrowly shows, never hides.
+    lrs: list[float] | dict[str, list[float] | dict[int, list[float]]]
+    #: independent replicates (seed, seed+1, ...): each its own stage, so they run side by side;
+    #: the optimal LR's CI is over these
+    seeds: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _values(self) -> "SweepSpec":
         bad = sorted(set(self.parametrizations) - {"sp", "mup"})
         if bad:
             raise ValueError(f"parametrizations: unknown {bad}; expected `sp` and/or `mup`")
-        if any(w < 1 for w in self.widths) or any(lr <= 0 for lr in self.lrs):
+        if isinstance(self.lrs, dict):
+            if set(self.lrs) != set(self.parametrizations):
+                raise ValueError(f"lrs: one grid per parametrization {self.parametrizations}, got {sorted(self.lrs)}")
+            for p, grid in self.lrs.items():
+                if isinstance(grid, dict) and set(grid) != set(self.widths):
+                    raise ValueError(f"lrs.{p}: one grid per width {self.widths}, got {sorted(grid)}")
+        grids = []
+        for grid in (self.lrs.values() if isinstance(self.lrs, dict) else [self.lrs]):
+            grids += list(grid.values()) if isinstance(grid, dict) else [grid]
+        if any(not g for g in grids):
+            raise ValueError("lrs: an LR grid needs at least one value")
+        if any(w < 1 for w in self.widths) or any(lr <= 0 for g in grids for lr in g):
             raise ValueError("widths must be >= 1 and lrs > 0")
         return self
+
+    def lrs_for(self, parametrization: str) -> list[float] | dict[int, list[float]]:
+        return self.lrs[parametrization] if isinstance(self.lrs, dict) else self.lrs
 
 
 class CoordSpec(StrictModel):
@@ -103,6 +125,18 @@ class ScalingSpec(StudySpec):
     batching: BatchingSpec
     sweeps: dict[str, SweepSpec] = Field(default_factory=dict)
     coord: dict[str, CoordSpec] = Field(default_factory=dict)
+    transfer: TransferSpec = TransferSpec()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data):
+        """A profile removes a table, sweep or coord check of the base spec by setting it to null."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for group in ("tables", "sweeps", "coord"):
+                if isinstance(data.get(group), dict):
+                    data[group] = {k: v for k, v in data[group].items() if v is not None}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> "ScalingSpec":
@@ -153,19 +187,34 @@ def plan(spec: ScalingSpec, ctx: PlanContext) -> list[StageDef]:
                             out_dir=corpus_dir),
         reads=["corpus"], resources=res("data")))
 
-    train = spec.train.model_copy(update={"seed": spec.seed})
     sweep_outputs: list[StageOutput] = []
+    transfer_outputs: list[StageOutput] = []
     for name, sweep in spec.sweeps.items():
+        replicates: dict[str, list[str]] = {}
         for parametrization in sweep.parametrizations:
-            label = f"{name}-{parametrization}"
-            out = StageOutput(label=label, dir=f"{W}/sweeps/{label}", metrics=f"{M}/sweep-{label}.json")
-            sweep_outputs.append(out)
-            stages.append(StageDef(
-                name=f"{STUDY_NAME}-sweep-{label}", kind="train", func="stages.scaling.sweep:run",
-                config=SweepConfig(name=name, parametrization=parametrization, model=sweep.model,
-                                   widths=sweep.widths, lrs=sweep.lrs, train=train, batching=spec.batching,
-                                   corpus_dir=corpus_dir, out_dir=out.dir, metrics=out.metrics),
-                reads=[f"sweeps.{name}", "train", "batching", "seed"], resources=res("train")))
+            for k in range(sweep.seeds):
+                # replicate 0 keeps the plain name: a one-seed sweep is named as it always was
+                label = f"{name}-{parametrization}" + (f"-seed{k}" if k else "")
+                train = spec.train.model_copy(update={"seed": spec.seed + k})
+                out = StageOutput(label=label, dir=f"{W}/sweeps/{label}", metrics=f"{M}/sweep-{label}.json")
+                replicates.setdefault(parametrization, []).append(f"{out.dir}/results.csv")
+                if k == 0:
+                    sweep_outputs.append(out)
+                stages.append(StageDef(
+                    name=f"{STUDY_NAME}-sweep-{label}", kind="train", func="stages.scaling.sweep:run",
+                    config=SweepConfig(name=name, parametrization=parametrization, model=sweep.model,
+                                       widths=sweep.widths, lrs=sweep.lrs_for(parametrization), train=train, batching=spec.batching,
+                                       corpus_dir=corpus_dir, out_dir=out.dir, metrics=out.metrics),
+                    reads=[f"sweeps.{name}", "train", "batching", "seed"], resources=res("train")))
+        if not {"sp", "mup"} <= set(sweep.parametrizations):
+            continue  # the transfer question compares SP with μP
+        out = StageOutput(label=name, dir=f"{W}/transfer/{name}", metrics=f"{M}/transfer-{name}.json")
+        transfer_outputs.append(out)
+        stages.append(StageDef(
+            name=f"{STUDY_NAME}-transfer-{name}", kind="fit", func="stages.scaling.transfer:run",
+            config=TransferConfig(sweep=name, results=replicates, widths=sweep.widths, spec=spec.transfer,
+                                  seed=spec.seed, out_dir=out.dir, metrics=out.metrics),
+            reads=["transfer", "seed"], resources=res("fit")))
 
     coord_outputs: list[StageOutput] = []
     for name, coord in spec.coord.items():
@@ -205,7 +254,7 @@ def plan(spec: ScalingSpec, ctx: PlanContext) -> list[StageDef]:
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.scaling.report:run",
         config=ReportConfig(fits=fit_outputs, tables=table_files, sweeps=sweep_outputs, coords=coord_outputs,
-                            out_dir=ctx.reports),
+                            transfers=transfer_outputs, out_dir=ctx.reports),
         resources=res("report")))
     return stages
 

@@ -8,8 +8,12 @@ width" is part of the result.
 
 Outputs (``out_dir``): ``runs.csv``, every evaluated checkpoint of every run in the common
 (run, N, N_no_emb, D, loss) layout (D = tokens the trainer actually consumed), ready for the
-scaling-law fits; ``results.csv``, one row per run (final dev loss); ``batching.json``. The
-metrics give the optimal LR per width and its shift across widths (log2 units).
+scaling-law fits, with the scheduled LR at that step (``lr_now``) and the cumulative compute
+``flops`` = 6 N D; ``steps.csv``, every optimizer step of every run (tokens, 6ND FLOPs, LR,
+training loss: seed 002's per-step log); ``results.csv``, one row per run (final dev loss);
+``batching.json``. The metrics give the optimal LR per width and its shift across widths
+(log2 units); an optimum on the edge of the LR grid is flagged (``on_edge``), since the true
+optimum may lie beyond it.
 
 Resume: finished runs are kept in the stage's checkpoint folder, and the run in progress
 resumes from the trainer's own checkpoint, so a killed stage continues where it stopped.
@@ -29,6 +33,10 @@ from harness.runtime import checkpoint_dir, seed_everything, torch_threads
 from stages.scaling.lmconfigs import SweepConfig
 
 
+POINT_COLUMNS = ("run", "width", "lr", "N", "N_no_emb", "step", "D", "loss", "lr_now", "flops")
+STEP_COLUMNS = ("run", "step", "tokens", "flops", "lr_now", "train_loss")
+
+
 def run_id(cfg: SweepConfig, width: int, lr: float) -> str:
     return f"{cfg.name}-{cfg.parametrization}-w{width}-lr{lr:.3g}"
 
@@ -37,20 +45,22 @@ def optimal_lr(lrs: list[float], losses: list[float]) -> dict[str, float]:
     """Grid argmin of the final loss, refined by a parabola in log2(lr) through it and its neighbours.
 
     The refinement is used only when the argmin is interior and both neighbours trained
-    (finite loss); otherwise the grid value stands.
+    (finite loss); otherwise the grid value stands and ``on_edge`` says the optimum may lie
+    beyond the grid (then it is not determined by this sweep).
     """
     order = np.argsort(lrs)
     x = np.log2(np.asarray(lrs, float)[order])
     y = np.asarray(losses, float)[order]
     if not np.isfinite(y).any():
-        return {"lr": float("nan"), "lr_refined": float("nan"), "loss": float("nan")}
+        return {"lr": float("nan"), "lr_refined": float("nan"), "loss": float("nan"), "on_edge": True}
     i = int(np.nanargmin(np.where(np.isfinite(y), y, np.nan)))
     refined = x[i]
     if 0 < i < len(x) - 1 and np.isfinite(y[i - 1 : i + 2]).all():
         p2, p1, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
         if p2 > 0:
             refined = float(np.clip(-p1 / (2 * p2), x[i - 1], x[i + 1]))
-    return {"lr": float(2 ** x[i]), "lr_refined": float(2**refined), "loss": float(y[i])}
+    return {"lr": float(2 ** x[i]), "lr_refined": float(2**refined), "loss": float(y[i]),
+            "on_edge": bool(i == 0 or i == len(x) - 1)}
 
 
 def lr_shift(widths: list[int], best: list[dict]) -> dict[str, float]:
@@ -84,15 +94,19 @@ def _train_one(cfg: SweepConfig, width: int, lr: float, micro: int, train_ids, d
     except FloatingPointError as exc:
         print(f"[{name}] diverged: {exc}", flush=True)
         clear_checkpoint(run_ckpt)
-        return row | {"dev_loss": math.inf, "train_loss": math.inf, "tokens": 0, "diverged": True}, []
+        return row | {"dev_loss": math.inf, "train_loss": math.inf, "tokens": 0, "diverged": True}, [], []
     clear_checkpoint(run_ckpt)
+    lr_at = {h["step"]: h["lr"] for h in result.history}
     curve = [(h["step"], h["tokens"], h["dev_loss"]) for h in result.history if "dev_loss" in h]
     curve.append((result.steps, result.tokens_seen, result.dev_loss))
     points = [{"run": name, "width": width, "lr": lr, "N": counts["N"], "N_no_emb": counts["N_no_emb"],
-               "step": s, "D": tok, "loss": loss} for s, tok, loss in curve if math.isfinite(loss)]
+               "step": s, "D": tok, "loss": loss, "lr_now": lr_at.get(s, math.nan), "flops": 6.0 * counts["N"] * tok}
+              for s, tok, loss in curve if math.isfinite(loss)]
+    steps = [{"run": name, "step": h["step"], "tokens": h["tokens"], "flops": 6.0 * counts["N"] * h["tokens"],
+              "lr_now": h["lr"], "train_loss": h["train_loss"]} for h in result.history]
     diverged = not math.isfinite(result.dev_loss)
     return row | {"dev_loss": result.dev_loss if not diverged else math.inf, "train_loss": result.train_loss,
-                  "tokens": result.tokens_seen, "diverged": diverged}, points
+                  "tokens": result.tokens_seen, "diverged": diverged}, points, steps
 
 
 def batch_plans(cfg: SweepConfig) -> dict[int, dict]:
@@ -126,18 +140,20 @@ def _run(cfg: SweepConfig) -> None:
     train_ids, dev_ids = load_split(cfg.corpus_dir, "train"), load_split(cfg.corpus_dir, "dev")
     ckpt = checkpoint_dir(cfg)
     state_file = ckpt / "done.json"
-    state = json.loads(state_file.read_text()) if state_file.exists() else {"rows": [], "points": [], "plans": None}
+    state = (json.loads(state_file.read_text()) if state_file.exists()
+             else {"rows": [], "points": [], "steps": [], "plans": None})
     if state["plans"] is None:
         state["plans"] = {str(w): p for w, p in batch_plans(cfg).items()}
     done = {r["run"] for r in state["rows"]}
     for width in cfg.widths:
         micro = state["plans"][str(width)]["micro_batch"]
-        for lr in cfg.lrs:
+        for lr in cfg.lrs_at(width):
             if run_id(cfg, width, lr) in done:
                 continue
-            row, points = _train_one(cfg, width, lr, micro, train_ids, dev_ids, ckpt)
+            row, points, steps = _train_one(cfg, width, lr, micro, train_ids, dev_ids, ckpt)
             state["rows"].append(row)
             state["points"].extend(points)
+            state["steps"].extend(steps)
             tmp = state_file.with_suffix(".tmp")
             tmp.write_text(json.dumps(state))
             tmp.replace(state_file)
@@ -164,13 +180,22 @@ def summarize_sweep(cfg: SweepConfig, results: pd.DataFrame, plans: dict) -> dic
 
 
 def write_outputs(cfg: SweepConfig, state: dict) -> None:
+    # only the runs of this config's grid (a resumed state may hold runs of a wider grid)
+    wanted = {run_id(cfg, w, lr) for w in cfg.widths for lr in cfg.lrs_at(w)}
+    state = {**state, "rows": [r for r in state["rows"] if r["run"] in wanted],
+             "points": [p for p in state["points"] if p["run"] in wanted],
+             "steps": [s for s in state["steps"] if s["run"] in wanted]}
     results = pd.DataFrame(state["rows"]).sort_values(["width", "lr"]).reset_index(drop=True)
-    points = pd.DataFrame(state["points"], columns=["run", "width", "lr", "N", "N_no_emb", "step", "D", "loss"])
+    points = pd.DataFrame(state["points"], columns=[*POINT_COLUMNS])
     points = points.sort_values(["width", "lr", "step"]).reset_index(drop=True)
+    steps = pd.DataFrame(state["steps"], columns=[*STEP_COLUMNS])
+    order = results[["run", "width", "lr"]]
+    steps = steps.merge(order, on="run").sort_values(["width", "lr", "step"])[[*STEP_COLUMNS]].reset_index(drop=True)
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
         results.to_csv(tmp / "results.csv", index=False, float_format="%.10g", lineterminator="\n")
         points.to_csv(tmp / "runs.csv", index=False, float_format="%.10g", lineterminator="\n")
+        steps.to_csv(tmp / "steps.csv", index=False, float_format="%.8g", lineterminator="\n")
         (tmp / "batching.json").write_text(json.dumps(state["plans"], indent=2, sort_keys=True) + "\n")
     metrics = summarize_sweep(cfg, results, state["plans"])
     write_json(cfg.metrics, metrics)

@@ -50,6 +50,8 @@ def prepare(cfg: TableConfig) -> tuple[Table, dict]:
         frame = best_over(frame, table.keys, sel.best_over)
     if sel.final_only:
         frame = final_checkpoints(frame)
+    if sel.n_max is not None:
+        frame = frame[frame["N"] < sel.n_max]
     frame = drop_highest_loss_runs(frame, sel.drop_highest_loss)
     info.update(rows=int(len(frame)), runs=int(frame["run"].nunique()),
                 N_min=float(frame["N"].min()), N_max=float(frame["N"].max()),

@@ -76,6 +76,11 @@ def read_misfitting(path: str | Path) -> Table:
     _require(raw, ["loss", "N", "N_no_emb", "D", "current_steps", *MISFITTING_KEYS], str(path))
     frame = raw[["loss", "N", "N_no_emb", "D", "current_steps", *MISFITTING_KEYS]].copy()
     frame = _numeric(frame, ["loss", "N", "N_no_emb", "D", "peak_lr"])
+    unkeyed = frame[MISFITTING_KEYS].isna().any(axis=1).to_numpy()
+    if unkeyed.any():
+        rows = np.flatnonzero(unkeyed)
+        raise TableError(f"{path}: {len(rows)} row(s) lack a run key ({MISFITTING_KEYS}); first rows "
+                         f"{rows[:5].tolist()} (a truncated or incomplete file?)")
     frame["run"] = frame[MISFITTING_KEYS].astype(str).agg("|".join, axis=1)
     frame = frame.rename(columns={"current_steps": "step"})
     return Table(frame=frame[CORE + ["step", *MISFITTING_KEYS]], unique=["run", "step"], keys=MISFITTING_KEYS)
@@ -91,10 +96,16 @@ def read_porian(path: str | Path, config: dict[str, str]) -> Table:
     and losses (``orig_loss``) of the runs of that IsoFLOP profile, and the paper's own fits
     (``fit_results``: compute-optimal exponents, with bootstrap replicates).
     """
+    import lzma
+    import pickle
+
     try:
         summary = pd.read_pickle(path)
-    except (OSError, ValueError, EOFError) as exc:
-        raise TableError(f"{path}: cannot read the Porian summary pickle: {exc}") from None
+    except (OSError, ValueError, EOFError, lzma.LZMAError, pickle.UnpicklingError) as exc:
+        raise TableError(f"{path}: cannot read the Porian summary pickle ({type(exc).__name__}: {exc}); "
+                         "expected the xz-compressed pandas pickle of Porian et al.") from None
+    if not isinstance(summary, pd.DataFrame):
+        raise TableError(f"{path}: the pickle holds a {type(summary).__name__}, expected a pandas DataFrame")
     _require(summary, [*config, "data", "fit_results"], str(path))
     mask = np.ones(len(summary), dtype=bool)
     for key, value in config.items():
@@ -104,10 +115,22 @@ def read_porian(path: str | Path, config: dict[str, str]) -> Table:
         raise TableError(f"{path}: configuration {config} matches {int(mask.sum())} rows (need exactly 1); "
                          f"rows are {choices}")
     row = summary[mask].iloc[0]
+    where = f"{path} (row {config}, its `data` table)"
+    if not isinstance(row["data"], pd.DataFrame):
+        raise TableError(f"{where}: expected a DataFrame of IsoFLOP budgets, found {type(row['data']).__name__}")
+    _require(row["data"], ["flops", "orig_n", "orig_t", "orig_loss"], where)
     parts = []
-    for _, budget in row["data"].iterrows():
-        n, t, loss = (np.asarray(budget[c], dtype=np.float64) for c in ("orig_n", "orig_t", "orig_loss"))
+    for i, budget in row["data"].iterrows():
+        try:
+            n, t, loss = (np.asarray(budget[c], dtype=np.float64).reshape(-1) for c in ("orig_n", "orig_t", "orig_loss"))
+        except (TypeError, ValueError) as exc:
+            raise TableError(f"{where}, budget row {i}: orig_n/orig_t/orig_loss are not numeric arrays ({exc})") from None
+        if not len(n) == len(t) == len(loss):
+            raise TableError(f"{where}, budget row {i}: orig_n, orig_t, orig_loss have lengths "
+                             f"{len(n)}, {len(t)}, {len(loss)}; expected one value per run in each")
         parts.append(pd.DataFrame({"N": n, "D": t, "loss": loss, "budget": float(budget["flops"])}))
+    if not parts:
+        raise TableError(f"{where}: no IsoFLOP budgets")
     frame = pd.concat(parts, ignore_index=True)
     frame["run"] = [f"{b:.4g}|{n:.0f}" for b, n in zip(frame["budget"], frame["N"])]
     frame["N_no_emb"] = np.nan
