@@ -1,6 +1,7 @@
 """The ``harness`` command line.
 
-Exit codes: 0 ok, 1 stage failure, 2 bad spec/params/usage, 3 validation gate failed.
+Exit codes: 0 ok, 1 stage failure, 2 bad spec/params/usage, 3 validation gate failed,
+4 refused because another run holds the stage or the project (the message names it).
 Heavy libraries (torch, transformers, great_expectations) are imported only inside the stage
 that needs them, so ``harness compile`` and ``check-params`` start in well under a second.
 """
@@ -27,6 +28,9 @@ if "run" in sys.argv[1:4]:  # `harness [--root R] run <stage>`: record the choic
 EXIT_STAGE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
+EXIT_BUSY = 4  # harness.locking.EXIT_BUSY
+#: schedulers that remove, write and record outputs of the whole project: one at a time
+PROJECT_COMMANDS = ("repro", "collect")
 
 
 def _root(args) -> Path:
@@ -87,8 +91,18 @@ def cmd_check_params(args) -> int:
 
 def cmd_stages(args) -> int:
     from harness.compiler import plan_profile
+    from harness.spec import SpecError
 
-    for stage, item in plan_profile(_root(args), args.profile):
+    planned = plan_profile(_root(args), args.profile)
+    if args.study and not any(item.study.name == args.study for _, item in planned):
+        import difflib
+
+        names = sorted({item.study.name for _, item in planned})
+        close = difflib.get_close_matches(args.study, names, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        raise SpecError([f"--study {args.study}: no such study in the {args.profile} profile{hint}; "
+                         f"known: {', '.join(names) or 'none'}"])
+    for stage, item in planned:
         if args.study and item.study.name != args.study:
             continue
         knobs = sorted(item.knobs_under(stage.reads))
@@ -110,14 +124,33 @@ def cmd_status(args) -> int:
 
 def selected_runner(args) -> str:
     """Runner from --runner, $HARNESS_RUNNER or the untracked .harness/config.yaml; never params."""
-    from harness.runners import selected_runner as resolve
+    from pydantic import ValidationError
 
-    return resolve(_root(args), getattr(args, "runner", None))
+    from harness.runners import selected_runner as resolve
+    from harness.spec import SpecError
+
+    try:
+        return resolve(_root(args), getattr(args, "runner", None))
+    except (ValidationError, ValueError) as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                           for e in exc.errors(include_url=False)) if isinstance(exc, ValidationError) else str(exc)
+        raise SpecError([f"runner settings (--runner, $HARNESS_RUNNER, .harness/config.yaml): {detail}"]) from None
 
 
 def cmd_run(args) -> int:
+    """One stage, under its own lock; dies with its parent (a ``kill -9`` of ``dvc repro``)."""
+    from harness.locking import OWNER_ENV, check_project_free, die_with_parent, hold, stage_lock_path
+
     root = _root(args)
     runner = selected_runner(args)
+    die_with_parent()
+    if os.environ.get("DVC_ROOT") and not os.environ.get(OWNER_ENV):  # started by `dvc repro`
+        check_project_free(root)
+    with hold(stage_lock_path(root, args.profile, args.stage), f"stage {args.stage} ({args.profile})"):
+        return _run_stage(args, root, runner)
+
+
+def _run_stage(args, root: Path, runner: str) -> int:
     if runner == "local":
         from harness.execute import execute_local
 
@@ -253,10 +286,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.locking import LockHeld
     from harness.spec import SpecError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "root", None) and not Path(args.root).is_dir():
+        print(f"harness: --root {args.root}: no such directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
+        if args.command in PROJECT_COMMANDS:
+            from harness.locking import hold_project
+
+            with hold_project(_root(args), f"harness {args.command}"):
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `harness stages | head`: the reader left; not an error
         sys.stderr.close()
@@ -264,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except LockHeld as exc:
+        print(f"harness {args.command}: refused: {exc}", file=sys.stderr)
+        return EXIT_BUSY
     except Exception as exc:  # noqa: BLE001 - classify known failures, re-raise the rest
         from harness.validation import GateFailure
 

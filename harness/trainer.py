@@ -222,7 +222,7 @@ def train_lm(
     scaler = torch.amp.GradScaler("cuda", enabled=(device == "cuda" and cfg.precision == "fp16"))
     dev = dev_ids if dev_ids is not None and len(dev_ids) > cfg.seq_len + 1 else None
 
-    step, history = 0, []
+    step, history, state = 0, [], {}
     best_ppl, worse_since_tokens = math.inf, None
     ckpt_path = Path(ckpt_dir) / CKPT_NAME if ckpt_dir else None
     if ckpt_path:
@@ -238,8 +238,10 @@ def train_lm(
     resumed_from = step
     tokens_per_step = cfg.batch_size * cfg.seq_len
     micro = cfg.micro_batch_size or cfg.batch_size
-    stopped, reason = False, ""
-    train_loss = math.nan
+    # A run that died after its last checkpoint but before writing its outputs resumes with no
+    # step left to run: its loss and early-stop verdict come from the checkpoint, never NaN.
+    stopped, reason = bool(state.get("stopped", False)), str(state.get("stop_reason", ""))
+    train_loss = history[-1]["train_loss"] if history else math.nan
     t0 = time.perf_counter()
     last_log = t0
 
@@ -249,9 +251,10 @@ def train_lm(
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "history": history,
                 "best_ppl": best_ppl, "worse_since_tokens": worse_since_tokens,
+                "stopped": stopped, "stop_reason": reason,
             })
 
-    while step < cfg.steps:
+    while step < cfg.steps and not stopped:
         starts = batch_starts(cfg.seed, step, len(train_ids), cfg.batch_size, cfg.seq_len)
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0
