@@ -38,17 +38,26 @@ def _root(args) -> Path:
 
 
 def cmd_compile(args) -> int:
-    from harness.compiler import stale_pipelines, write_pipelines
-
     root = _root(args)
     if args.check:
+        from harness import compilecache
+
+        key = compilecache.check_key(root)  # nothing changed since a check that passed: answer at once
+        if compilecache.is_known_current(root, key):
+            print("pipelines are up to date")
+            return 0
+        from harness.compiler import stale_pipelines
+
         stale = stale_pipelines(root)
         for rel in stale:
             print(f"{rel}: stale; run `harness compile` and commit it", file=sys.stderr)
         if stale:
             return 1
+        compilecache.remember_current(root, key)
         print("pipelines are up to date")
         return 0
+    from harness.compiler import write_pipelines
+
     changed = write_pipelines(root)
     for rel in changed:
         print(f"{'wrote' if (root / rel).exists() else 'removed'} {rel}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -165,6 +166,8 @@ MAX_SPEC_BYTES = 1 << 20
 #: at most this many values (mappings, sequences, scalars) after aliases are expanded: a few
 #: hundred bytes of nested anchors (an "alias bomb") would otherwise expand to billions
 MAX_SPEC_NODES = 20_000
+#: parsed documents by (shown path, sha256 of the text): (plain data, positions)
+_PARSED: dict[tuple[str, str], tuple[Any, dict]] = {}
 #: at most this many aliases (``*name``) in one file, counted before anything is composed
 MAX_SPEC_ALIASES = 1_000
 
@@ -208,6 +211,10 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
 
     shown = display or path
     text = read_spec_text(path, display)
+    key = (str(shown), hashlib.sha256(text.encode()).hexdigest())
+    if key in _PARSED:  # one compile reads each spec once per profile: parse it once
+        plain, positions = _PARSED[key]
+        return copy.deepcopy(plain), dict(positions)
     positions: dict[SpecPath, tuple[int, int]] = {}
     try:
         raw = _yaml().load(text)
@@ -227,6 +234,9 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
                          f"(nested aliases?); refused near {'.'.join(map(str, exc.path)) or '<root>'}"]) from None
     except RecursionError:
         raise SpecError([f"{shown}:1:1: <document>: nested too deeply (a recursive alias?)"]) from None
+    if len(_PARSED) > 64:
+        _PARSED.clear()
+    _PARSED[key] = (copy.deepcopy(plain), dict(positions))
     return plain, positions
 
 

@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from pydantic import Field, model_validator
 
 from harness.schema import StrictModel
+
+if TYPE_CHECKING:  # numpy is imported where it runs: planning a spec (compile) never needs it
+    import numpy as np
 
 CKPT_NAME = "last.pt"
 
@@ -102,12 +106,16 @@ class TrainResult:
 
 def batch_starts(seed: int, step: int, n_tokens: int, batch_size: int, seq_len: int) -> np.ndarray:
     """Start offsets of the windows of one step, a pure function of (seed, step)."""
+    import numpy as np
+
     rng = np.random.default_rng([seed, step])
     return rng.integers(0, n_tokens - seq_len - 1, size=batch_size)
 
 
 def make_batch(ids: np.ndarray, starts: np.ndarray, seq_len: int):
     import torch
+
+    import numpy as np
 
     idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
     window = torch.from_numpy(ids[idx].astype(np.int64))
@@ -154,6 +162,8 @@ def evaluate(model, ids: np.ndarray, cfg: TrainSettings, device: str, n_batches:
 
     n_batches = n_batches or cfg.eval_batches
     n_windows = max(1, min(n_batches * cfg.batch_size, (len(ids) - 1) // cfg.seq_len))
+    import numpy as np
+
     starts = np.arange(n_windows) * cfg.seq_len
     micro = cfg.micro_batch_size or cfg.batch_size
     was_training = model.training
