@@ -31,6 +31,8 @@ EXIT_GATE_FAILED = 3
 EXIT_BUSY = 4  # harness.locking.EXIT_BUSY
 #: schedulers that remove, write and record outputs of the whole project: one at a time
 PROJECT_COMMANDS = ("repro", "collect")
+#: errors of the machine's state (full disk, quota, read-only folder) reported as messages
+WRITE_ERRNOS = {28, 122, 30, 13}  # ENOSPC, EDQUOT, EROFS, EACCES
 
 
 def _root(args) -> Path:
@@ -318,6 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     except LockHeld as exc:
         print(f"harness {args.command}: refused: {exc}", file=sys.stderr)
         return EXIT_BUSY
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        # a full disk or a read-only folder is the machine's state, not a bug: say what and where;
+        # outputs are written to a temporary sibling and renamed (harness.io), so the previous
+        # ones are still in place and DVC records nothing for a failed command
+        where = f" {exc.filename}" if exc.filename else ""
+        what = f"stage {args.stage}" if args.command == "run" else f"harness {args.command}"
+        print(f"{what}: cannot write{where}: {exc.strerror or exc}; previous outputs are left as they were "
+              "(free space or fix permissions, then rerun)", file=sys.stderr)
+        return EXIT_STAGE_FAILED
     except Exception as exc:  # noqa: BLE001 - classify known failures, re-raise the rest
         from harness.validation import GateFailure
 

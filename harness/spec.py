@@ -452,7 +452,7 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
         return f"{path}:{line}:{col}"
 
     name = data.get("study")
-    if name not in studies:
+    if not isinstance(name, str) or name not in studies:
         hint = _did_you_mean(str(name), studies)
         raise SpecError([f"{where(('study',))}: study: unknown study {name!r}{hint}; known: {sorted(studies)}"])
     profile = profile or params.get("profile", DEFAULT_PROFILE)  # tests may pass it in params
@@ -462,7 +462,8 @@ def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path
     profiles = data.pop("profiles", {}) or {}
     if not isinstance(profiles, dict) or not set(profiles) <= set(PROFILES):
         bad = sorted(set(profiles) - set(PROFILES)) if isinstance(profiles, dict) else profiles
-        raise SpecError([f"{where(('profiles',))}: profiles: unknown profile(s) {bad}; expected {list(PROFILES)}"])
+        at = ("profiles", bad[0]) if isinstance(profiles, dict) and bad else ("profiles",)
+        raise SpecError([f"{where(at)}: {_dotted(at)}: unknown profile(s) {bad}; expected {list(PROFILES)}"])
     overlay = profiles.get(profile) or {}
     overlay_pos = {k[2:]: v for k, v in positions.items() if k[:2] == ("profiles", profile)}
     merged = _deep_merge(data, overlay, positions, overlay_pos, ())
