@@ -81,7 +81,9 @@ def cmd_check_params(args) -> int:
     compiled = compile_all(root)  # validates every spec of every profile and the knobs
     stale = stale_pipelines(root, compiled)
     if stale:
-        print(f"{', '.join(stale)} stale relative to specs/params: run `harness compile`", file=sys.stderr)
+        print(f"{', '.join(stale)} stale relative to specs/params: run `harness compile`. A knob that changes "
+              "the plan (a path, the stage list) cannot be set with `dvc exp run -S`: set it in params.yaml, "
+              "run `harness compile`, then `dvc repro`", file=sys.stderr)
         return EXIT_BAD_INPUT
     stages = compiled[args.profile].stages
     wanted = {}

@@ -240,11 +240,13 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
     return plain, positions
 
 
-def load_params(path: Path) -> dict[str, Any]:
+def load_params(path: Path, display: Path | None = None) -> dict[str, Any]:
     """params.yaml: a flat mapping of knob -> scalar."""
+    shown = display or path
     if not path.exists():
-        raise SpecError([f"{path}:1:1: <document>: missing; it holds the knobs (glu, seed, ...)"])
-    data, positions = read_yaml_with_positions(path)
+        raise SpecError([f"{shown}:1:1: <document>: missing; it holds the knobs (glu, seed, ...)"])
+    data, positions = read_yaml_with_positions(path, display)
+    path = shown
     if data is None:
         data = {}  # an empty params.yaml: no knobs (the specs' ${...} references then say what is missing)
     if not isinstance(data, dict):
@@ -493,7 +495,7 @@ def load_all(root: Path, studies: dict[str, Study] | None = None,
     from harness.study import discover_studies
 
     studies = studies or discover_studies()
-    params = load_params(root / "params.yaml")
+    params = load_params(root / "params.yaml", Path("params.yaml"))
     loaded, problems = [], []
     for spec_file in sorted((root / "specs").glob("*.yaml")):
         if only_study_prefix_of is not None:
