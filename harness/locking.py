@@ -72,6 +72,26 @@ def _read_holder(path: Path) -> dict:
         return {"pid": pid, "cmd": "dvc (repo lock)"} if pid else {}
 
 
+def _holder_from_proc(path: Path) -> dict:
+    """Who holds an flock on ``path``, from /proc/locks (Linux): DVC's lock file names its pid
+    only once its holder flushes it, so the kernel's table is the reliable witness."""
+    try:
+        inode = os.stat(path).st_ino
+        for line in Path("/proc/locks").read_text().splitlines():
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(inode):
+                pid = parts[4]
+                try:
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    cmd = ""
+                return {"pid": pid, "cmd": " ".join(os.path.basename(a) if i == 0 else a
+                                                    for i, a in enumerate(cmd.split()))[:300]}
+    except OSError:
+        pass
+    return {}
+
+
 def _cmdline() -> str:
     args = [os.path.basename(sys.argv[0]) if sys.argv else "python", *sys.argv[1:]]
     return " ".join(args)[:300]
@@ -110,7 +130,8 @@ def is_held(path: Path) -> dict | None:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:
-            return _read_holder(path) or {"pid": "?"}
+            holder = _read_holder(path)
+            return holder if holder.get("pid") else (_holder_from_proc(path) or {"pid": "?"})
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
     finally:

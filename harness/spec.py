@@ -359,8 +359,8 @@ def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, po
             found, pos = _search(positions, data, loc, err.get("input"))
             if found:
                 loc = found
-        named = re.match(r"(?:Value error, )?([A-Za-z_][\w]*(?:\.[\w]+)+):", err["msg"])
-        if named and len(found) < 2:  # a model-level validator naming the field: `coord.x.widths: ...`
+        named = re.match(r"(?:Value error, )?([A-Za-z_][\w]*(?:\.[\w]+)*):", err["msg"])
+        if named:  # a model-level validator naming the field: `coord.x.widths: ...`
             parts = tuple(int(p) if p.isdigit() else p for p in named.group(1).split("."))
             sub, sub_pos = _locate(positions, data, loc + parts)
             if sub_pos is not None and len(sub) > len(found):

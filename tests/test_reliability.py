@@ -36,7 +36,7 @@ def record(category: str, case: str, outcome: str, detail: str = "") -> None:
 # ---------------------------------------------------------------- malformed specs, generated
 
 #: structural variants per (spec, category) in the CI sample; all of them with HARNESS_ALL_VARIANTS=1
-SAMPLE_PER_GROUP = 6
+SAMPLE_PER_GROUP = 10
 
 
 def _sample(variants: list[sv.Variant]) -> list[sv.Variant]:
@@ -430,7 +430,7 @@ def test_param_alloc_corpus_gates(tmp_path: Path):
     _gate_refuses(lambda: check_articles(corpus), "articles/test", "param_alloc: empty test split")
     pd.DataFrame({"split": ["train", "dev", "test"], "doc": [0, 0, 0], "doc_hash": ["a", "a", "b"],
                   "text": ["x", "x", "y"]}).to_parquet(corpus / "articles.parquet")
-    _gate_refuses(lambda: check_articles(corpus), "ExpectColumnValuesToNotBeInSet", "param_alloc: article in two splits")
+    _gate_refuses(lambda: check_articles(corpus), "expect_column_values_to_not_be_in_set", "param_alloc: article in two splits")
 
 
 def test_hmm_icl_corpus_refuses_invalid_utf8(tmp_path: Path):

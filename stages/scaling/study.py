@@ -76,7 +76,7 @@ class SweepSpec(StrictModel):
             raise ValueError("widths must be >= 1 and lrs > 0")
         heads = getattr(self.model, "heads", None)
         if heads and [w for w in self.widths if w % heads]:  # found at compile, not when the stage runs
-            raise ValueError(f"widths {[w for w in self.widths if w % heads]} are not multiples of model.heads={heads}")
+            raise ValueError(f"widths: {[w for w in self.widths if w % heads]} are not multiples of model.heads={heads}")
         return self
 
 
