@@ -1,6 +1,7 @@
 """The ``harness`` command line.
 
-Exit codes: 0 ok, 1 stage failure, 2 bad spec/params/usage, 3 validation gate failed.
+Exit codes: 0 ok, 1 stage failure, 2 bad spec/params/usage, 3 validation gate failed,
+4 refused because another run holds the stage or the project (the message names it).
 Heavy libraries (torch, transformers, great_expectations) are imported only inside the stage
 that needs them, so ``harness compile`` and ``check-params`` start in well under a second.
 """
@@ -27,6 +28,11 @@ if "run" in sys.argv[1:4]:  # `harness [--root R] run <stage>`: record the choic
 EXIT_STAGE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
+EXIT_BUSY = 4  # harness.locking.EXIT_BUSY
+#: schedulers that remove, write and record outputs of the whole project: one at a time
+PROJECT_COMMANDS = ("repro", "collect")
+#: errors of the machine's state (full disk, quota, read-only folder) reported as messages
+WRITE_ERRNOS = {28, 122, 30, 13}  # ENOSPC, EDQUOT, EROFS, EACCES
 
 
 def _root(args) -> Path:
@@ -34,17 +40,26 @@ def _root(args) -> Path:
 
 
 def cmd_compile(args) -> int:
-    from harness.compiler import stale_pipelines, write_pipelines
-
     root = _root(args)
     if args.check:
+        from harness import compilecache
+
+        key = compilecache.check_key(root)  # nothing changed since a check that passed: answer at once
+        if compilecache.is_known_current(root, key):
+            print("pipelines are up to date")
+            return 0
+        from harness.compiler import stale_pipelines
+
         stale = stale_pipelines(root)
         for rel in stale:
             print(f"{rel}: stale; run `harness compile` and commit it", file=sys.stderr)
         if stale:
             return 1
+        compilecache.remember_current(root, key)
         print("pipelines are up to date")
         return 0
+    from harness.compiler import write_pipelines
+
     changed = write_pipelines(root)
     for rel in changed:
         print(f"{'wrote' if (root / rel).exists() else 'removed'} {rel}")
@@ -66,7 +81,9 @@ def cmd_check_params(args) -> int:
     compiled = compile_all(root)  # validates every spec of every profile and the knobs
     stale = stale_pipelines(root, compiled)
     if stale:
-        print(f"{', '.join(stale)} stale relative to specs/params: run `harness compile`", file=sys.stderr)
+        print(f"{', '.join(stale)} stale relative to specs/params: run `harness compile`. A knob that changes "
+              "the plan (a path, the stage list) cannot be set with `dvc exp run -S`: set it in params.yaml, "
+              "run `harness compile`, then `dvc repro`", file=sys.stderr)
         return EXIT_BAD_INPUT
     stages = compiled[args.profile].stages
     wanted = {}
@@ -87,8 +104,18 @@ def cmd_check_params(args) -> int:
 
 def cmd_stages(args) -> int:
     from harness.compiler import plan_profile
+    from harness.spec import SpecError
 
-    for stage, item in plan_profile(_root(args), args.profile):
+    planned = plan_profile(_root(args), args.profile)
+    if args.study and not any(item.study.name == args.study for _, item in planned):
+        import difflib
+
+        names = sorted({item.study.name for _, item in planned})
+        close = difflib.get_close_matches(args.study, names, n=1)
+        hint = f"; did you mean `{close[0]}`?" if close else ""
+        raise SpecError([f"--study {args.study}: no such study in the {args.profile} profile{hint}; "
+                         f"known: {', '.join(names) or 'none'}"])
+    for stage, item in planned:
         if args.study and item.study.name != args.study:
             continue
         knobs = sorted(item.knobs_under(stage.reads))
@@ -110,14 +137,33 @@ def cmd_status(args) -> int:
 
 def selected_runner(args) -> str:
     """Runner from --runner, $HARNESS_RUNNER or the untracked .harness/config.yaml; never params."""
-    from harness.runners import selected_runner as resolve
+    from pydantic import ValidationError
 
-    return resolve(_root(args), getattr(args, "runner", None))
+    from harness.runners import selected_runner as resolve
+    from harness.spec import SpecError
+
+    try:
+        return resolve(_root(args), getattr(args, "runner", None))
+    except (ValidationError, ValueError) as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+                           for e in exc.errors(include_url=False)) if isinstance(exc, ValidationError) else str(exc)
+        raise SpecError([f"runner settings (--runner, $HARNESS_RUNNER, .harness/config.yaml): {detail}"]) from None
 
 
 def cmd_run(args) -> int:
+    """One stage, under its own lock; dies with its parent (a ``kill -9`` of ``dvc repro``)."""
+    from harness.locking import OWNER_ENV, check_project_free, die_with_parent, hold, stage_lock_path
+
     root = _root(args)
     runner = selected_runner(args)
+    die_with_parent()
+    if os.environ.get("DVC_ROOT") and not os.environ.get(OWNER_ENV):  # started by `dvc repro`
+        check_project_free(root)
+    with hold(stage_lock_path(root, args.profile, args.stage), f"stage {args.stage} ({args.profile})"):
+        return _run_stage(args, root, runner)
+
+
+def _run_stage(args, root: Path, runner: str) -> int:
     if runner == "local":
         from harness.execute import execute_local
 
@@ -253,10 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.locking import LockHeld
     from harness.spec import SpecError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "root", None) and not Path(args.root).is_dir():
+        print(f"harness: --root {args.root}: no such directory", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
+        if args.command in PROJECT_COMMANDS:
+            from harness.locking import hold_project
+
+            with hold_project(_root(args), f"harness {args.command}"):
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `harness stages | head`: the reader left; not an error
         sys.stderr.close()
@@ -264,6 +319,20 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except LockHeld as exc:
+        print(f"harness {args.command}: refused: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        # a full disk or a read-only folder is the machine's state, not a bug: say what and where;
+        # outputs are written to a temporary sibling and renamed (harness.io), so the previous
+        # ones are still in place and DVC records nothing for a failed command
+        where = f" {exc.filename}" if exc.filename else ""
+        what = f"stage {args.stage}" if args.command == "run" else f"harness {args.command}"
+        print(f"{what}: cannot write{where}: {exc.strerror or exc}; previous outputs are left as they were "
+              "(free space or fix permissions, then rerun)", file=sys.stderr)
+        return EXIT_STAGE_FAILED
     except Exception as exc:  # noqa: BLE001 - classify known failures, re-raise the rest
         from harness.validation import GateFailure
 

@@ -37,8 +37,15 @@ class ModuleFinder:
     def __init__(self, root: Path, search: list[Path] | None = None):
         self.root = root.resolve()
         self.search = [p.resolve() for p in (search or [])] + [self.root]
+        self._files: dict[str, Path | None] = {}
+        self._closures: dict[tuple[str, ...], list[Path]] = {}
 
     def file_of(self, module: str) -> Path | None:
+        if module not in self._files:  # one compile asks for the same modules hundreds of times
+            self._files[module] = self._find(module)
+        return self._files[module]
+
+    def _find(self, module: str) -> Path | None:
         parts = module.split(".")
         for base in self.search:
             stem = base.joinpath(*parts)
@@ -71,6 +78,12 @@ class ModuleFinder:
 
     def closure(self, modules: list[str]) -> list[Path]:
         """Files of ``modules`` and of everything they import, transitively (sorted)."""
+        key = tuple(sorted(modules))
+        if key not in self._closures:
+            self._closures[key] = self._closure(list(key))
+        return list(self._closures[key])
+
+    def _closure(self, modules: list[str]) -> list[Path]:
         seen: set[Path] = set()
         todo: list[str] = list(modules)
         while todo:
@@ -100,9 +113,20 @@ class ModuleFinder:
         return names
 
 
+_FINDERS: dict[tuple[Path, tuple[Path, ...]], ModuleFinder] = {}
+
+
+def clear_caches() -> None:
+    """Forget resolved modules and closures (a compile starts with this: files may have moved)."""
+    _FINDERS.clear()
+
+
 def code_deps(root: Path, modules: list[str], search: list[Path] | None = None) -> list[str]:
     """Project-relative paths (posix) of the code a run of ``modules`` can execute."""
-    finder = ModuleFinder(root, search)
+    key = (Path(root).resolve(), tuple(Path(p).resolve() for p in (search or [])))
+    finder = _FINDERS.get(key)
+    if finder is None:
+        finder = _FINDERS[key] = ModuleFinder(root, search)
     out = []
     for path in finder.closure(modules):
         try:

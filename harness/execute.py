@@ -59,7 +59,11 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     install_signal_handlers()
     print(f"[harness] {name}: {func} (config: {source})", flush=True)
     t0 = time.perf_counter()
-    resolve(func)(config)
+    try:
+        resolve(func)(config)
+    except BaseException:
+        restore_committed_outputs(root, name, profile, config)
+        raise
     print(f"[harness] {name}: done in {time.perf_counter() - t0:.1f}s", flush=True)
     if before is not None:
         _write_trace(root, name, profile, before)
@@ -101,3 +105,50 @@ def _write_trace(root: Path, name: str, profile: str, before: set[str]) -> None:
         path.write_text(json.dumps(trace, indent=1) + "\n")
     except OSError:  # a trace is a diagnostic: never fail a finished stage over it
         pass
+
+
+def restore_committed_outputs(root: Path, name: str, profile: str, config: Any) -> list[str]:
+    """After a failed stage, put back the git-tracked outputs DVC deleted before running it.
+
+    Why: ``dvc repro`` removes a stage's outputs before its command runs, including the
+    ``cache: false`` ones git keeps (metrics, plots, committed reports), which the DVC cache
+    cannot restore. When a gate then refuses the data, the committed results would be gone
+    (``git status``: ``D metrics/...``) although nothing replaced them. A file is restored from
+    ``HEAD`` only when its bytes are the ones ``dvc.lock`` records for this stage, so the tree
+    stays exactly as the lock describes. Returns the restored paths. Never raises.
+    """
+    import hashlib
+    import subprocess
+
+    try:
+        import yaml
+
+        from harness.compiler import pipeline_file
+        from harness.schema import declared_paths
+
+        paths = declared_paths(config)
+        wanted = [p for section in ("outs_no_cache", "metrics", "plots") for p, _ in paths[section]]
+        missing = [p for p in wanted if not (root / p).exists()]
+        if not missing:
+            return []
+        lock_path = root / Path(pipeline_file(profile)).parent / "dvc.lock"
+        lock = yaml.safe_load(lock_path.read_text()) if lock_path.exists() else {}
+        recorded = {o.get("path"): o.get("md5") for o in ((lock or {}).get("stages", {}).get(name, {}).get("outs") or [])}
+        restored = []
+        for rel in missing:
+            md5 = recorded.get(rel)
+            if not md5:
+                continue
+            blob = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=root, capture_output=True)
+            if blob.returncode != 0 or hashlib.md5(blob.stdout).hexdigest() != md5:
+                continue
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob.stdout)
+            restored.append(rel)
+        if restored:
+            print(f"[harness] {name} failed: restored its committed outputs {restored} (as dvc.lock records them)",
+                  file=sys.stderr, flush=True)
+        return restored
+    except Exception:  # noqa: BLE001 - a best-effort repair must never mask the stage's own error
+        return []

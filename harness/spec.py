@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,10 +113,24 @@ def _yaml():
     return YAML(typ="rt")  # round-trip loader: safe (no object construction) and keeps positions
 
 
-def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]) -> Any:
-    """Convert ruamel nodes into plain Python, recording 1-based (line, col) of every key."""
+class _TooLarge(Exception):
+    def __init__(self, path: SpecPath):
+        self.path = path
+
+
+def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]],
+           budget: list[int] | None = None) -> Any:
+    """Convert ruamel nodes into plain Python, recording 1-based (line, col) of every key.
+
+    ``budget``: values left before the document counts as too large (aliases share nodes, so a
+    tiny file can expand to billions of values: stop early, say where).
+    """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _TooLarge(path)
     if isinstance(node, CommentedMap):
         out = {}
         for key in node:
@@ -123,7 +139,7 @@ def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]
                 positions[path + (key,)] = (line + 1, col + 1)
             except (KeyError, TypeError, AttributeError):
                 pass
-            out[str(key)] = _plain(node[key], path + (str(key),), positions)
+            out[str(key)] = _plain(node[key], path + (str(key),), positions, budget)
         return out
     if isinstance(node, CommentedSeq):
         out_list = []
@@ -133,7 +149,7 @@ def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]
                 positions[path + (i,)] = (line + 1, col + 1)
             except (KeyError, TypeError, AttributeError):
                 pass
-            out_list.append(_plain(item, path + (i,), positions))
+            out_list.append(_plain(item, path + (i,), positions, budget))
         return out_list
     if hasattr(node, "__float__") and type(node).__name__ == "ScalarFloat":
         return float(node)
@@ -144,33 +160,104 @@ def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]
     return node
 
 
-def read_yaml_with_positions(path: Path) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
+#: a spec or params.yaml larger than this is refused before YAML parses it (real specs are a
+#: few KB; a 50 MB file is a mistake, and parsing it costs minutes and gigabytes)
+MAX_SPEC_BYTES = 1 << 20
+#: at most this many values (mappings, sequences, scalars) after aliases are expanded: a few
+#: hundred bytes of nested anchors (an "alias bomb") would otherwise expand to billions
+MAX_SPEC_NODES = 20_000
+#: parsed documents by (shown path, sha256 of the text): (plain data, positions)
+_PARSED: dict[tuple[str, str], tuple[Any, dict]] = {}
+#: at most this many aliases (``*name``) in one file, counted before anything is composed
+MAX_SPEC_ALIASES = 1_000
+
+
+def _where_byte(path: Path, data: bytes, offset: int) -> str:
+    line = data.count(b"\n", 0, offset) + 1
+    col = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"{path}:{line}:{col}"
+
+
+def read_spec_text(path: Path, display: Path | None = None) -> str:
+    """The text of a spec or params file, refused with a located message when it is too large,
+    not UTF-8, or holds more aliases than any real spec would: checked on the bytes, before
+    YAML sees them, so a bad file costs milliseconds, not minutes."""
+    shown = display or path
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError([f"{shown}:1:1: <document>: {size:,} bytes; a spec or params file is at most "
+                             f"{MAX_SPEC_BYTES:,} bytes (is this the right file?)"])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError([f"{shown}:1:1: <document>: cannot read: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{_where_byte(shown, data, exc.start)}: <document>: byte 0x{data[exc.start]:02x} is "
+                         "not UTF-8; specs and params.yaml are UTF-8 text (re-save the file as UTF-8)"]) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    aliases = list(re.finditer(r"(?:^|[\s\[{,:-])\*[^\s,\[\]{}]+", text))
+    if len(aliases) > MAX_SPEC_ALIASES:
+        offset = len(text[: aliases[MAX_SPEC_ALIASES].start()].encode())
+        raise SpecError([f"{_where_byte(shown, data, offset)}: <document>: more than {MAX_SPEC_ALIASES} "
+                         "aliases (*name); refused before expanding them"])
+    return text
+
+
+def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
     from ruamel.yaml.error import YAMLError
 
+    shown = display or path
+    text = read_spec_text(path, display)
+    key = (str(shown), hashlib.sha256(text.encode()).hexdigest())
+    if key in _PARSED:  # one compile reads each spec once per profile: parse it once
+        plain, positions = _PARSED[key]
+        return copy.deepcopy(plain), dict(positions)
     positions: dict[SpecPath, tuple[int, int]] = {}
     try:
-        raw = _yaml().load(path.read_text())
+        raw = _yaml().load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise SpecError([f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-    except OSError as exc:
-        raise SpecError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return _plain(raw, (), positions), positions
+        where = f"{shown}:{mark.line + 1}:{mark.column + 1}" if mark else f"{shown}:1:1"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError([f"{where}: <document>: not valid YAML: {problem}"]) from None
+    except RecursionError:
+        raise SpecError([f"{shown}:1:1: <document>: nested too deeply to be a spec"]) from None
+    budget = [MAX_SPEC_NODES]
+    try:
+        plain = _plain(raw, (), positions, budget)
+    except _TooLarge as exc:
+        line, col = positions.get(exc.path, (1, 1))
+        raise SpecError([f"{shown}:{line}:{col}: <document>: expands to more than {MAX_SPEC_NODES:,} values "
+                         f"(nested aliases?); refused near {'.'.join(map(str, exc.path)) or '<root>'}"]) from None
+    except RecursionError:
+        raise SpecError([f"{shown}:1:1: <document>: nested too deeply (a recursive alias?)"]) from None
+    if len(_PARSED) > 64:
+        _PARSED.clear()
+    _PARSED[key] = (copy.deepcopy(plain), dict(positions))
+    return plain, positions
 
 
-def load_params(path: Path) -> dict[str, Any]:
+def load_params(path: Path, display: Path | None = None) -> dict[str, Any]:
     """params.yaml: a flat mapping of knob -> scalar."""
+    shown = display or path
     if not path.exists():
-        raise SpecError([f"{path}: missing; it holds the knobs (glu, seed, profile, ...)"])
-    data, positions = read_yaml_with_positions(path)
+        raise SpecError([f"{shown}:1:1: <document>: missing; it holds the knobs (glu, seed, ...)"])
+    data, positions = read_yaml_with_positions(path, display)
+    path = shown
+    if data is None:
+        data = {}  # an empty params.yaml: no knobs (the specs' ${...} references then say what is missing)
     if not isinstance(data, dict):
-        raise SpecError([f"{path}:1:1: expected a mapping of knob: value"])
+        raise SpecError([f"{path}:1:1: <document>: expected a mapping of knob: value, got {type(data).__name__}"])
     problems = []
     for key, value in data.items():
+        line, col = positions.get((key,), (1, 1))
         if isinstance(value, (dict, list)):
-            line, col = positions.get((key,), (1, 1))
-            problems.append(f"{path}:{line}:{col}: knob `{key}` must be a scalar, got {type(value).__name__}")
+            problems.append(f"{path}:{line}:{col}: {key}: knob `{key}` must be a scalar, got {type(value).__name__}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{path}:{line}:{col}: {key}: knob `{key}` is {value}; knobs must be finite numbers")
     if problems:
         raise SpecError(problems)
     return data
@@ -215,13 +302,13 @@ def _resolve_knobs(
     if isinstance(node, str) and "${" in node:
         names = KNOB_RE.findall(node)
         if not names:
-            problems.append(f"{where(path)}: malformed knob reference {node!r}; expected ${{name}}")
+            problems.append(f"{where(path)}: {_dotted(path)}: malformed knob reference {node!r}; expected ${{name}}")
             return node
         refs.setdefault(path, set()).update(names)
         missing = [n for n in names if n not in params]
         for name in missing:
             hint = _did_you_mean(name, params)
-            problems.append(f"{where(path)}: knob `{name}` is not defined in params.yaml{hint}")
+            problems.append(f"{where(path)}: {_dotted(path)}: knob `{name}` is not defined in params.yaml{hint}")
         if missing:
             return node
         full = KNOB_RE.fullmatch(node)
@@ -229,6 +316,10 @@ def _resolve_knobs(
             return params[full.group(1)]
         return KNOB_RE.sub(lambda m: str(params[m.group(1)]), node)
     return node
+
+
+def _dotted(path: SpecPath) -> str:
+    return ".".join(str(p) for p in path) or "<root>"
 
 
 def _did_you_mean(name: str, known) -> str:
@@ -257,11 +348,25 @@ def _locate(positions: dict, data: Any, loc: tuple) -> tuple[SpecPath, tuple[int
 def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, positions: dict,
                             model: Any = None) -> list[str]:
     problems = []
+    from harness.schema import BOOL_FOR_NUMBER
+
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        _, pos = _locate(positions, data, loc)
+        if err["type"] == BOOL_FOR_NUMBER:  # raised by the model: point at the field itself
+            loc = loc + (err["ctx"]["field"],)
+        found, pos = _locate(positions, data, loc)
+        if not found and loc:  # raised by a validator building a nested model: its loc is relative
+            found, pos = _search(positions, data, loc, err.get("input"))
+            if found:
+                loc = found
+        named = re.match(r"(?:Value error, )?([A-Za-z_][\w]*(?:\.[\w]+)*):", err["msg"])
+        if named:  # a model-level validator naming the field: `coord.x.widths: ...`
+            parts = tuple(int(p) if p.isdigit() else p for p in named.group(1).split("."))
+            sub, sub_pos = _locate(positions, data, loc + parts)
+            if sub_pos is not None and len(sub) > len(found):
+                found, pos = sub, sub_pos
         line, col = pos or (1, 1)
-        dotted = ".".join(str(p) for p in loc) or "<root>"
+        dotted = _dotted(loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             parent_loc = loc[:-1]
@@ -273,6 +378,40 @@ def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, po
             msg += f" (got {err['input']!r})"
         problems.append(f"{spec_path}:{line}:{col}: {dotted}: {msg}")
     return problems
+
+
+def _search(positions: dict, data: Any, loc: tuple, value: Any) -> tuple[SpecPath, tuple[int, int] | None]:
+    """The first spec key whose path ends like ``loc`` (and, when known, holds ``value``).
+
+    A validator that builds a nested model (a grid point from a list of sizes) raises errors
+    located relative to that model (``hidden``); this finds the key the value came from
+    (``grid.hidden.0``) instead of pointing at 1:1.
+    """
+    names = tuple(str(p) for p in loc if not isinstance(p, int))
+    fallback: tuple[SpecPath, tuple[int, int] | None] = ((), None)
+    for path in positions:
+        if tuple(str(p) for p in path if not isinstance(p, int))[-len(names):] != names:
+            continue
+        node, ok = data, True
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                ok = False
+                break
+        if not ok:
+            continue
+        if isinstance(value, (dict, list)) or value is None:
+            return path, positions[path]
+        if node == value and type(node) is type(value):
+            return path, positions[path]
+        if isinstance(node, list) and value in node:
+            item = path + (node.index(value),)
+            return item, positions.get(item, positions[path])
+        fallback = fallback if fallback[0] else (path, positions[path])
+    return fallback
 
 
 def _fields_at(model: Any, loc: tuple) -> list[str]:
@@ -304,27 +443,29 @@ def _fields_at(model: Any, loc: tuple) -> list[str]:
 def load_spec(path: Path, params: dict, studies: dict[str, Study], display: Path | None = None,
               profile: str | None = None) -> LoadedSpec:
     """Load, overlay ``profile`` (default: the default profile), resolve knobs, validate one spec."""
-    data, positions = read_yaml_with_positions(path)
+    data, positions = read_yaml_with_positions(path, display)
     path = display or path
     if not isinstance(data, dict):
-        raise SpecError([f"{path}:1:1: a spec must be a mapping with a `study:` key"])
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise SpecError([f"{path}:1:1: <document>: a spec must be a mapping with a `study:` key, got {got}"])
 
     def where(p: SpecPath) -> str:
         line, col = positions.get(p, (1, 1))
         return f"{path}:{line}:{col}"
 
     name = data.get("study")
-    if name not in studies:
+    if not isinstance(name, str) or name not in studies:
         hint = _did_you_mean(str(name), studies)
         raise SpecError([f"{where(('study',))}: study: unknown study {name!r}{hint}; known: {sorted(studies)}"])
     profile = profile or params.get("profile", DEFAULT_PROFILE)  # tests may pass it in params
     if profile not in PROFILES:
-        raise SpecError([f"profile: expected one of {list(PROFILES)}, got {profile!r}"])
+        raise SpecError([f"{path}:1:1: profile: expected one of {list(PROFILES)}, got {profile!r}"])
 
     profiles = data.pop("profiles", {}) or {}
     if not isinstance(profiles, dict) or not set(profiles) <= set(PROFILES):
         bad = sorted(set(profiles) - set(PROFILES)) if isinstance(profiles, dict) else profiles
-        raise SpecError([f"{where(('profiles',))}: profiles: unknown profile(s) {bad}; expected {list(PROFILES)}"])
+        at = ("profiles", bad[0]) if isinstance(profiles, dict) and bad else ("profiles",)
+        raise SpecError([f"{where(at)}: {_dotted(at)}: unknown profile(s) {bad}; expected {list(PROFILES)}"])
     overlay = profiles.get(profile) or {}
     overlay_pos = {k[2:]: v for k, v in positions.items() if k[:2] == ("profiles", profile)}
     merged = _deep_merge(data, overlay, positions, overlay_pos, ())
@@ -354,12 +495,13 @@ def load_all(root: Path, studies: dict[str, Study] | None = None,
     from harness.study import discover_studies
 
     studies = studies or discover_studies()
-    params = load_params(root / "params.yaml")
+    params = load_params(root / "params.yaml", Path("params.yaml"))
     loaded, problems = [], []
     for spec_file in sorted((root / "specs").glob("*.yaml")):
         if only_study_prefix_of is not None:
-            match = re.search(r"^study:\s*([A-Za-z0-9_]+)", spec_file.read_text(), re.MULTILINE)
-            if not match or not only_study_prefix_of.startswith(match.group(1) + "-"):
+            # bytes, not text: another study's undecodable spec must not stop this stage
+            match = re.search(rb"^study:\s*([A-Za-z0-9_]+)", spec_file.read_bytes(), re.MULTILINE)
+            if not match or not only_study_prefix_of.startswith(match.group(1).decode() + "-"):
                 continue
         if profile != DEFAULT_PROFILE and profile not in _declared_profiles(spec_file):
             continue
@@ -385,21 +527,34 @@ def _declared_profiles(spec_file: Path) -> list[str]:
     return list(profiles) if isinstance(profiles, dict) else []
 
 
-def check_knobs(params: dict, loaded: list[LoadedSpec]) -> None:
+def check_knobs(params: dict, loaded: list[LoadedSpec], params_path: Path | None = None) -> None:
     """Every knob in params.yaml must be read by some spec: a misspelt `-S` key is an error.
 
     ``loaded`` should hold the specs of every profile, so a knob only the ``full`` profile reads
     is still known.
     """
+    shown = "params.yaml"
+    positions: dict[SpecPath, tuple[int, int]] = {}
+    if params_path is not None and params_path.exists():
+        shown = params_path.name
+        try:
+            _, positions = read_yaml_with_positions(params_path)
+        except SpecError:
+            pass
+
+    def at(key: str) -> str:
+        line, col = positions.get((key,), (1, 1))
+        return f"{shown}:{line}:{col}: {key}"
+
     problems = []
     if "profile" in params:
-        problems.append("params.yaml: `profile` is no longer a knob: every profile is its own pipeline "
+        problems.append(f"{at('profile')}: `profile` is no longer a knob: every profile is its own pipeline "
                         "(`dvc repro` runs smoke; `dvc repro profiles/reference/dvc.yaml` runs reference)")
     known: set[str] = set()
     for item in loaded:
         known |= item.all_knobs
     unknown = sorted(set(params) - known - {"profile"})
-    problems += [f"params.yaml: unknown knob `{k}` (no spec reads it){_did_you_mean(k, known)}" for k in unknown]
+    problems += [f"{at(k)}: unknown knob `{k}` (no spec reads it){_did_you_mean(k, known)}" for k in unknown]
     if problems:
         raise SpecError(problems)
 

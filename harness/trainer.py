@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from pydantic import Field, model_validator
 
 from harness.schema import StrictModel
+
+if TYPE_CHECKING:  # numpy is imported where it runs: planning a spec (compile) never needs it
+    import numpy as np
 
 CKPT_NAME = "last.pt"
 
@@ -102,12 +106,16 @@ class TrainResult:
 
 def batch_starts(seed: int, step: int, n_tokens: int, batch_size: int, seq_len: int) -> np.ndarray:
     """Start offsets of the windows of one step, a pure function of (seed, step)."""
+    import numpy as np
+
     rng = np.random.default_rng([seed, step])
     return rng.integers(0, n_tokens - seq_len - 1, size=batch_size)
 
 
 def make_batch(ids: np.ndarray, starts: np.ndarray, seq_len: int):
     import torch
+
+    import numpy as np
 
     idx = starts[:, None] + np.arange(seq_len + 1)[None, :]
     window = torch.from_numpy(ids[idx].astype(np.int64))
@@ -154,6 +162,8 @@ def evaluate(model, ids: np.ndarray, cfg: TrainSettings, device: str, n_batches:
 
     n_batches = n_batches or cfg.eval_batches
     n_windows = max(1, min(n_batches * cfg.batch_size, (len(ids) - 1) // cfg.seq_len))
+    import numpy as np
+
     starts = np.arange(n_windows) * cfg.seq_len
     micro = cfg.micro_batch_size or cfg.batch_size
     was_training = model.training
@@ -222,7 +232,7 @@ def train_lm(
     scaler = torch.amp.GradScaler("cuda", enabled=(device == "cuda" and cfg.precision == "fp16"))
     dev = dev_ids if dev_ids is not None and len(dev_ids) > cfg.seq_len + 1 else None
 
-    step, history = 0, []
+    step, history, state = 0, [], {}
     best_ppl, worse_since_tokens = math.inf, None
     ckpt_path = Path(ckpt_dir) / CKPT_NAME if ckpt_dir else None
     if ckpt_path:
@@ -238,8 +248,10 @@ def train_lm(
     resumed_from = step
     tokens_per_step = cfg.batch_size * cfg.seq_len
     micro = cfg.micro_batch_size or cfg.batch_size
-    stopped, reason = False, ""
-    train_loss = math.nan
+    # A run that died after its last checkpoint but before writing its outputs resumes with no
+    # step left to run: its loss and early-stop verdict come from the checkpoint, never NaN.
+    stopped, reason = bool(state.get("stopped", False)), str(state.get("stop_reason", ""))
+    train_loss = history[-1]["train_loss"] if history else math.nan
     t0 = time.perf_counter()
     last_log = t0
 
@@ -249,9 +261,10 @@ def train_lm(
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "history": history,
                 "best_ppl": best_ppl, "worse_since_tokens": worse_since_tokens,
+                "stopped": stopped, "stop_reason": reason,
             })
 
-    while step < cfg.steps:
+    while step < cfg.steps and not stopped:
         starts = batch_starts(cfg.seed, step, len(train_ids), cfg.batch_size, cfg.seq_len)
         optimizer.zero_grad(set_to_none=True)
         step_loss = 0.0

@@ -75,3 +75,21 @@ def test_cosine_schedule_shape():
 def test_micro_batch_must_divide_batch():
     with pytest.raises(ValueError, match="multiple"):
         TrainSettings(steps=1, batch_size=6, micro_batch_size=4, seq_len=4, lr=1.0)
+
+
+def test_resume_after_final_checkpoint_keeps_the_loss(tmp_path: Path):
+    """A run that died after its last checkpoint (its final write failed) resumes with 0 steps
+    left: the rerun must report the checkpointed loss, not NaN (issue 16)."""
+    from harness.trainer import train_lm
+
+    def fresh():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Linear(8, 50))
+
+    ids = np.random.default_rng(0).integers(0, 50, 800).astype(np.uint16)
+    cfg = TrainSettings(steps=6, batch_size=2, seq_len=8, lr=1e-2, warmup_steps=1, seed=0, eval_every=3,
+                        checkpoint_every=3, device="cpu")
+    first = train_lm(fresh(), ids[:600], ids[600:], cfg, ckpt_dir=tmp_path, log=lambda _m: None)
+    again = train_lm(fresh(), ids[:600], ids[600:], cfg, ckpt_dir=tmp_path, log=lambda _m: None)
+    assert again.resumed_from_step == cfg.steps
+    assert math.isfinite(again.train_loss) and again.metrics() == first.metrics()

@@ -43,7 +43,9 @@ def tokenize(text: str) -> list[str]:
 def read_blocks(path: str | Path, boundary: str = "blank_line", marker: str = "<|endoftext|>",
                 max_blocks: int | None = None) -> list[str]:
     """Split a text file into blocks (stories or paragraphs) at blank lines or at a marker line."""
-    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    from harness.datagate import read_text_checked
+
+    text = read_text_checked(path, "hmm_icl/corpus source")  # refuses non-UTF-8 or empty text, naming lines
     if boundary == "marker":
         parts = text.split(marker)
     else:

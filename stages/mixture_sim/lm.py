@@ -31,6 +31,11 @@ def mixed_stream(texts: dict[str, str], proportions: dict[str, float], n_tokens:
     Domains are concatenated (repeating a domain's text if the mixture asks for more than it has),
     so uniformly drawn training windows come from domain d with probability ~p_d.
     """
+    from harness.datagate import check_text_files
+
+    # an empty domain file would be np.resize-d into zeros and the row still labelled with its share
+    check_text_files("mixture_sim/domain corpora", [texts[d] for d, p in proportions.items() if round(p * n_tokens)],
+                     encoding=None)
     parts = []
     for domain, share in proportions.items():
         n = int(round(share * n_tokens))

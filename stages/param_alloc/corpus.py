@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.datagate import read_text_checked
 from harness.io import atomic_path
 from stages.param_alloc.configs import CorpusFiles, PrepareConfig
 
@@ -21,7 +22,7 @@ HEADING = re.compile(r"^ = [^=].* = $")
 
 def read_wikitext_articles(path: str | Path) -> list[str]:
     """Split a WikiText-format file into articles at top-level `` = Title = `` headings."""
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text_checked(path, "param_alloc/corpus")  # a gate: not UTF-8 or empty -> refused, lines named
     articles: list[list[str]] = []
     for line in text.splitlines():
         if HEADING.match(line):

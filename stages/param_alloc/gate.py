@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.datagate import check_row_count
 from harness.io import write_json
 from harness.validation import expect, run_gate
 from stages.param_alloc.configs import GateConfig
@@ -45,6 +46,7 @@ def check_articles(corpus_dir: str | Path) -> list[dict]:
     seen: set[str] = set()
     for split in ("train", "dev", "test"):
         part = articles[articles["split"] == split].reset_index(drop=True)
+        check_row_count(f"articles/{split}", len(part), 1, column="split")  # 0 articles: nothing to learn
         if seen:
             reports.append(run_gate(f"articles/{split}-disjoint", part, [
                 expect("ExpectColumnValuesToNotBeInSet", column="doc_hash", value_set=sorted(seen)),

@@ -93,6 +93,9 @@ class SweepSpec(StrictModel):
             raise ValueError("lrs: an LR grid needs at least one value")
         if any(w < 1 for w in self.widths) or any(lr <= 0 for g in grids for lr in g):
             raise ValueError("widths must be >= 1 and lrs > 0")
+        heads = getattr(self.model, "heads", None)
+        if heads and [w for w in self.widths if w % heads]:  # found at compile, not when the stage runs
+            raise ValueError(f"widths: {[w for w in self.widths if w % heads]} are not multiples of model.heads={heads}")
         return self
 
     def lrs_for(self, parametrization: str) -> list[float] | dict[int, list[float]]:
@@ -157,6 +160,10 @@ class ScalingSpec(StudySpec):
         for name, coord in self.coord.items():
             if coord.sweep not in self.sweeps:
                 raise ValueError(f"coord.{name}.sweep: {coord.sweep!r} not in sweeps ({sorted(self.sweeps)})")
+            heads = getattr(self.sweeps[coord.sweep].model, "heads", None)
+            if heads and [w for w in coord.widths if w % heads]:
+                raise ValueError(f"coord.{name}.widths: {[w for w in coord.widths if w % heads]} are not multiples "
+                                 f"of sweeps.{coord.sweep}.model.heads={heads}")
         if "seed" in self.train.model_fields_set:
             raise ValueError("train.seed: sweep runs are seeded by the spec's top-level `seed`; leave it out here")
         return self
