@@ -7,9 +7,10 @@ shapes keep every edge of DVC's graph:
 * ``afterok`` arrays: stages of one kind, with the same resources and exactly the same in-run
   upstream set (a sweep's training runs below one data stage, a fan-out). Every task waits for
   the whole set, which is what each member asks for, no more.
-* ``aftercorr`` arrays: stages of one kind and resources that each wait for exactly one stage,
-  those stages being distinct tasks of one earlier array (level k of N parallel chains). Task i
-  is given the index of its upstream task and waits only for it (``--dependency=aftercorr``).
+* ``aftercorr`` arrays: stages of one kind and resources that each wait for exactly one task of
+  one earlier array (distinct tasks), plus the same set of other stages (level k of N parallel
+  chains). Task i is given the index of its upstream task and waits for it alone
+  (``--dependency=aftercorr:<array>``) and for the shared rest (``afterok``).
 
 Everything else is a job of its own. Grouping is by depth-consistent keys, so an array never
 waits for one of its own members and arrays can be submitted level by level.
@@ -57,13 +58,14 @@ def plan_groups(manifest: RunManifest, use_arrays: bool = True) -> None:
         changed = False
         corr: dict[tuple, list[str]] = {}
         for s in manifest.in_order():
-            if s.group or len(s.after) != 1:
+            grouped = [u for u in s.after if manifest.stages[u].group]
+            if s.group or len(grouped) != 1:
                 continue
-            up = manifest.stages[s.after[0]]
-            if up.group:
-                corr.setdefault((s.kind, _res_key(s.resources), up.group), []).append(s.name)
-        for (_, _, up_group), members in corr.items():
-            tasks = [manifest.stages[manifest.stages[m].after[0]].task for m in members]
+            up = manifest.stages[grouped[0]]
+            rest = tuple(sorted(u for u in s.after if u != up.name))
+            corr.setdefault((s.kind, _res_key(s.resources), up.group, rest), []).append(s.name)
+        for (_, _, up_group, _), members in corr.items():
+            tasks = [manifest.stages[corr_upstream(manifest, m)].task for m in members]
             if len(members) < MIN_ARRAY or len(set(tasks)) != len(tasks):
                 continue
             name = f"a{n}"
@@ -80,3 +82,8 @@ def depth(manifest: RunManifest) -> dict[str, int]:
     for s in manifest.in_order():  # topological
         out[s.name] = 1 + max((out[u] for u in s.after), default=-1)
     return out
+
+
+def corr_upstream(manifest: RunManifest, name: str) -> str:
+    """The one upstream of an ``aftercorr`` member that belongs to an array (its task i)."""
+    return next(u for u in manifest.stages[name].after if manifest.stages[u].group)

@@ -165,11 +165,11 @@ class Submitter:
         return all(self.m.stages[n].job_id == f"{up.job_id}_{self.m.stages[n].task}" for n in up.members)
 
     # -- dependencies -------------------------------------------------------------------------
-    def _dependency(self, names: list[str]) -> str:
+    def _dependency(self, names: list[str], skip: str = "") -> str:
         ups: list[str] = []
         for name in names:
             for up in self.m.stages[name].after:
-                if up not in ups:
+                if up not in ups and up != skip:
                     ups.append(up)
         ids = [self.m.stages[u].job_id for u in ups if self.m.stages[u].state != core.OK]
         # a whole, unretried upstream array is one token
@@ -223,7 +223,8 @@ class Submitter:
             job.log_path.parent.mkdir(parents=True, exist_ok=True)
             scripts[self.m.stages[name].task] = self.paths.script(job.name)
         if group.mode == "aftercorr":
-            dep = f"aftercorr:{self.m.groups[group.upstream].job_id}"
+            rest = self._dependency([names[0]], skip=arrays.corr_upstream(self.m, names[0]))
+            dep = ",".join(d for d in (f"aftercorr:{self.m.groups[group.upstream].job_id}", rest) if d)
         else:
             dep = self._dependency(names)
         array_script = self.paths.script(f"array-{first.group}")
