@@ -55,7 +55,12 @@ def job_pids(job_id: str, needle: str = "harness run") -> list[int]:
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if f"SLURM_JOB_ID={job_id}".encode() in env and needle in cmd and "bash" not in cmd.split()[0]:
+        if "_" in job_id:  # an array task: its environment names the array and the task
+            array, task = job_id.split("_", 1)
+            mine = f"SLURM_ARRAY_JOB_ID={array}".encode() in env and f"SLURM_ARRAY_TASK_ID={task}".encode() in env
+        else:
+            mine = f"SLURM_JOB_ID={job_id}".encode() in env
+        if mine and needle in cmd and "bash" not in cmd.split()[0]:
             pids.append(int(proc.name))
     return pids
 

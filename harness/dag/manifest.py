@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from harness.io import write_json
+from harness.io import write_text
 from harness.study import StrictModel
 
 
@@ -63,6 +63,9 @@ class StageRun(StrictModel):
     elapsed_s: float = 0.0
     #: true once the stage's outputs and hashes are in dvc.lock and the DVC cache
     recorded: bool = False
+    #: wall-clock times the collector first saw the stage's job ended, and recorded it
+    noticed_at: float = 0.0
+    recorded_at: float = 0.0
     #: SLURM: every job this stage ran as, oldest first (the current one last)
     attempts: list[Attempt] = Field(default_factory=list)
     #: SLURM: the submission token (``--comment``) of the job being submitted, so a collector
@@ -169,7 +172,9 @@ def save(paths: RunPaths, manifest: RunManifest) -> None:
     if not ignore.exists():  # run files are local state, never something to commit
         paths.base.mkdir(parents=True, exist_ok=True)
         ignore.write_text("*\n")
-    write_json(paths.manifest, manifest.model_dump(mode="json"))
+    # pydantic's own (compiled) JSON encoder, unindented: a 1,000-stage manifest is saved after
+    # every submission level and poll, and Python's indenting encoder took a second per save
+    write_text(paths.manifest, manifest.model_dump_json() + "\n")
 
 
 def load(path: Path) -> RunManifest:

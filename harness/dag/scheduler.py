@@ -148,6 +148,7 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend
                 report.failed.append(name)
             else:
                 stage.recorded = True
+                stage.recorded_at = time.time()
                 report.recorded.append(name)
     report.active = [s.name for s in manifest.in_order()
                      if s.state not in TERMINAL | {LOST, RECORD_FAILED} or (s.state == OK and not s.recorded)]

@@ -153,7 +153,10 @@ def render_script(job: JobSpec, settings: SlurmSettings) -> str:
         ' restart ${SLURM_RESTART_COUNT:-0}"',
     ]
     if job.remove_before:
-        lines.append(f"rm -rf -- {' '.join(q(p) for p in job.remove_before)}")
+        # the outputs, and what a killed earlier attempt left of its atomic writes next to them
+        # (harness.io.atomic_path writes ``.<name>.<random>.tmp`` beside the target)
+        leftovers = [f"{q(str(Path(p).parent))}/.{q(Path(p).name)}.*.tmp" for p in job.remove_before]
+        lines.append(f"rm -rf -- {' '.join(q(p) for p in job.remove_before)} {' '.join(leftovers)}")
     lines += [
         'stop=""; interrupted=""; child=""',
         # USR1 (time limit near): ask the stage to checkpoint; TERM (scancel, preemption) reaches
