@@ -206,3 +206,24 @@ def test_arrays_keep_the_dag_exact_fan_out_fan_in_and_chains(slurm_cluster, tmp_
     assert "ArrayTaskThrottle=2" in scontrol(array_job)
     assert f"{len(run['order'])} recorded, 0 failed" in proc.stdout, proc.stdout[-2000:]
     assert array_job and project.lock() == ref.lock()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("HARNESS_SLURM_SLOW") != "1",
+                    reason="a real 1-minute time limit: ~2-3 min; set HARNESS_SLURM_SLOW=1 to run it")
+def test_real_timeout_is_retried_with_more_time_and_resumes(slurm_cluster, tmp_path):  # noqa: F811
+    """No injection: SLURM's own --time=1 ends the job TIMEOUT (SIGTERM, the stage checkpoints)."""
+    stage, metrics = "slurm_selftest-train-0", "metrics/slurm_selftest/train-0.json"
+    spec = {**RESUME_SPEC, "train": {**RESUME_SPEC["train"], "steps": 100, "delay_s": 0.9},
+            "resources": {"train": {"cpus": 1, "mem_gb": 1, "time_min": 1, "signal_before_s": 0}}}
+    project = make_project(tmp_path / "p", spec)
+    project.run(["harness", "repro", "--runner", "slurm", stage], timeout=600)
+    run = manifest(project)["stages"][stage]
+    assert [a["state"] for a in run["attempts"]][0] == "TIMEOUT" and not run["attempts"][0]["injected"]
+    assert run["attempts"][-1]["state"] == "COMPLETED" and run["attempts"][1]["time_min"] == 2
+    log = (project.root / ".harness" / "runs" / manifest(project)["run_id"] / "logs" / f"{stage}.log").read_text()
+    assert "resumed from checkpoint at step" in log
+    interrupted = project.read(metrics)
+    (project.root / metrics).unlink()
+    project.run(["harness", "run", stage], env={"HARNESS_RUNNER": "local", "OMP_NUM_THREADS": "1"})
+    assert project.read(metrics) == interrupted
