@@ -48,10 +48,23 @@ HITS_PER_STAGE = 2
 FAULTS = ("sigkill_stage", "scancel", "usr1", "restart_slurmctld", "kill_harness")
 
 
+class _Lock:
+    def __init__(self, text: str):
+        self.text = text
+
+    def lock(self) -> str:
+        return self.text
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
+    """A sequential ``dvc repro`` of the same project (once for the three rounds). For reruns
+    while debugging, ``$HARNESS_CHAOS_REFERENCE_LOCK`` may name the dvc.lock such a run wrote."""
+    cached = os.environ.get("HARNESS_CHAOS_REFERENCE_LOCK")
+    if cached and Path(cached).exists():
+        return _Lock(Path(cached).read_text())
     project = make_project(tmp_path_factory.mktemp("chaos-ref") / "p", SPEC)
-    project.run(["dvc", "repro"], env={"HARNESS_RUNNER": "local"}, timeout=1200)
+    project.run(["dvc", "repro"], env={"HARNESS_RUNNER": "local"}, timeout=1800)
     return project
 
 

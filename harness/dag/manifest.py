@@ -46,6 +46,8 @@ class Attempt(StrictModel):
     exclude: list[str] = Field(default_factory=list)
     #: what the harness did next: "resubmitted", "final", or "" while the job is current
     action: str = ""
+    #: when the harness submitted it (matches the job's own record events to this attempt)
+    submitted_at: float = 0.0
     #: where the injected state came from, when the state was injected (tests; see jobs.INJECT_ENV)
     injected: bool = False
 

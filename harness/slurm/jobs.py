@@ -172,7 +172,7 @@ class Polled:
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL
+        return self.state in TERMINAL or self.state == "LOST"
 
     @property
     def started(self) -> bool:

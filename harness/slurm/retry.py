@@ -12,6 +12,7 @@ from sbatch/squeue makes every branch testable without a cluster and readable in
 | PREEMPTED | the same; the stage resumes from its checkpoint |
 | FAILED (non-zero exit, signal) | none, unless ``failed > 0`` |
 | CANCELLED (not by the harness) | none, unless ``cancelled > 0`` |
+| LOST (the controller lost a running job) | the same, counted with ``preempted`` |
 
 Each cause has its own count. A retry that could not ask for more than the last attempt did
 (the memory or time cap already reached) is refused: it would only fail the same way.
@@ -33,6 +34,8 @@ CAUSE_FIELD = {
     "PREEMPTED": "preempted",
     "FAILED": "failed",
     "CANCELLED": "cancelled",
+    #: the controller no longer lists a job that started and never ended (its state was lost)
+    "LOST": "preempted",
 }
 #: cause recorded for a job that never started because an upstream stage was being retried
 UPSTREAM = "upstream retried"

@@ -47,6 +47,8 @@ from harness.study import Resources
 
 #: a stage whose last job ended in a retried state (or below one that did), waiting to be resubmitted
 RETRY_PENDING = "RETRY_PENDING"
+#: polls in a row a job must be missing from squeue before it counts as cancelled or lost
+MISSES = 3
 #: sbatch calls in flight at once while submitting one level of the DAG (they are I/O-bound)
 SUBMIT_THREADS = 8
 
@@ -236,7 +238,8 @@ class Submitter:
 
     def _started(self, s: StageRun, job_id: str, job: JobSpec) -> None:
         s.job_id, s.state, s.noticed_at = job_id, SUBMITTED, 0.0
-        s.attempts.append(Attempt(job_id=job_id, mem_mb=job.mem, time_min=job.minutes, exclude=list(job.exclude)))
+        s.attempts.append(Attempt(job_id=job_id, mem_mb=job.mem, time_min=job.minutes, exclude=list(job.exclude),
+                                  submitted_at=time.time()))
 
     def submit_ready(self) -> int:
         """Submit level by level until nothing more is ready; returns how many stages were submitted."""
@@ -328,6 +331,8 @@ class SlurmBackend:
         self.root = Path(root) if root else None
         self.settings = settings or SlurmSettings()
         self.controller_down_since: float | None = None
+        #: job id -> consecutive polls that did not list it
+        self._misses: dict[str, int] = {}
 
     @property
     def show_table(self) -> bool:
@@ -343,16 +348,19 @@ class SlurmBackend:
         self.controller_down_since = None
         if sub._adopt(polled):
             save(paths, manifest)
-        victims: list[str] = []
+        victims: list[str] = self._duplicates(manifest, polled)
         for stage in manifest.in_order():
             if (stage.recorded or not stage.job_id or stage.reason.startswith(core.NOT_THEIR_FAULT)
                     or stage.state in (RECORD_FAILED, LOST) or (stage.attempts and stage.attempts[-1].action)):
                 continue
             info = polled.get(stage.job_id)
-            events = [e for e in read_events(paths.record(_short(stage.name)))]
+            events = read_events(paths.record(_short(stage.name)))
             if info is None:
-                self._from_record(stage, events)
-                continue
+                info = self._missing(stage, events)
+                if info is None:
+                    continue
+            else:
+                self._misses.pop(stage.job_id, None)
             info = jobs.inject(info, _short(stage.name), len(stage.attempts))
             att = stage.attempts[-1] if stage.attempts else None
             stage.state, stage.reason, stage.restarts = info.state, info.reason, info.restarts
@@ -380,19 +388,58 @@ class SlurmBackend:
                         s.attempts[-1].action = s.attempts[-1].action or "final"
             save(paths, manifest)
 
-    def _from_record(self, stage: StageRun, events: list[dict]) -> None:
-        """SLURM forgot the job (older than MinJobAge): the job's own record decides."""
-        mine = events
-        last = mine[-1]["event"] if mine else None
-        if last == "end":
-            stage.exit_code = mine[-1]["rc"]
-            stage.state = core.OK if stage.exit_code == 0 else core.FAILED
-            if stage.attempts:
-                stage.attempts[-1].state, stage.attempts[-1].exit_code = stage.state, stage.exit_code
-                if stage.state != core.OK:
-                    stage.attempts[-1].action = "final"
-        else:
-            stage.state, stage.reason = LOST, "SLURM forgot the job and its record has no end"
+    @staticmethod
+    def _duplicates(manifest: RunManifest, polled: dict[str, jobs.Polled]) -> list[str]:
+        """Jobs of this run that no stage knows: an ``sbatch`` that outlived a killed collector
+        landed after the next collector had already submitted the same stage again. They are
+        cancelled before they run twice, and recorded as attempts so the table misses none."""
+        known = {a.job_id for s in manifest.in_order() for a in s.attempts}
+        by_token = {s.token: s for s in manifest.in_order() if s.token and not s.token.split(":")[1].startswith("@")}
+        extra: list[str] = []
+        for job_id, p in polled.items():
+            if job_id in known:
+                continue
+            parts = p.comment.split(":")
+            if len(parts) < 2:
+                continue
+            if parts[1].startswith("@"):  # an array: task i is the member with task index i
+                group = manifest.groups.get(parts[1][1:])
+                task = job_id.rsplit("_", 1)[-1]
+                owner = next((manifest.stages[n] for n in (group.members if group else [])
+                              if str(manifest.stages[n].task) == task), None)
+            else:
+                owner = by_token.get(p.comment) or manifest.stages.get(
+                    next((n for n in manifest.order if _short(n) == parts[1]), ""))
+            if owner is None or (owner.job_id == job_id):
+                continue
+            extra.append(job_id)
+            # recorded before the stage's current attempt, so retry counting and the table stay right
+            owner.attempts.insert(max(0, len(owner.attempts) - 1), Attempt(
+                job_id=job_id, state=p.state, cause="duplicate submission", nodes=p.nodes,
+                action="cancelled (duplicate)"))
+        return extra
+
+    def _missing(self, stage: StageRun, events: list[dict]) -> jobs.Polled | None:
+        """The controller answered but does not list the job. Three cases, told apart by the
+        job's own record (events since this attempt was submitted): it ended (forgotten after
+        ``MinJobAge``: the record's exit code decides); it never started (a pending array task
+        that was ``scancel``-ed leaves no record at all in the controller: CANCELLED); it started
+        and has no end (the controller lost it: LOST, resubmitted unchanged). A job must be
+        missing from :data:`MISSES` polls in a row before the last two are believed."""
+        since = stage.attempts[-1].submitted_at - 1 if stage.attempts else 0
+        mine = [e for e in events if e.get("t", 0) >= since]
+        if mine and mine[-1]["event"] == "end":
+            rc = mine[-1]["rc"]
+            return jobs.Polled(stage.job_id, core.OK if rc == 0 else core.FAILED, "forgotten by the controller; "
+                               "state from the job's record", (rc or 0) << 8, 0, "", None, None, "")
+        self._misses[stage.job_id] = self._misses.get(stage.job_id, 0) + 1
+        if self._misses[stage.job_id] < MISSES:
+            return None
+        if not any(e["event"] == "start" for e in mine):
+            return jobs.Polled(stage.job_id, "CANCELLED", "vanished before it started (cancelled while pending)",
+                               0, 0, "", None, None, "")
+        return jobs.Polled(stage.job_id, LOST, "the controller lost the running job (no end in its record)",
+                           0, 0, "", None, None, "")
 
     def _ended(self, manifest: RunManifest, stage: StageRun, info: jobs.Polled) -> list[str]:
         """A job ended badly: retry it (and re-point what waits for it), or leave it final."""
