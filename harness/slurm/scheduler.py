@@ -403,6 +403,8 @@ class SlurmBackend:
             if len(parts) < 2:
                 continue
             if parts[1].startswith("@"):  # an array: task i is the member with task index i
+                if "_" not in job_id:
+                    continue  # the array's own record, listed beside its tasks
                 group = manifest.groups.get(parts[1][1:])
                 task = job_id.rsplit("_", 1)[-1]
                 owner = next((manifest.stages[n] for n in (group.members if group else [])
