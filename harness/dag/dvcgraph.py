@@ -184,6 +184,7 @@ def _drop_backup(root: Path, dvcyaml: str) -> None:
 def restore_interrupted_record(root: Path) -> list[str]:
     """Put back every lock file whose recording was cut short (the stages it was recording are
     not marked recorded in the run manifest, so they are recorded again). Returns what it restored."""
+    _repair_rwlock(root)
     folder = Path(root) / ".dvc" / "tmp" / "harness-record"
     restored = []
     for backup in sorted(folder.glob("*.lock.bak")) if folder.is_dir() else []:
@@ -200,3 +201,21 @@ def restore_interrupted_record(root: Path) -> list[str]:
         backup.unlink()
         restored.append(str(lock.relative_to(root)))
     return restored
+
+
+def _repair_rwlock(root: Path) -> None:
+    """DVC rewrites ``.dvc/tmp/rwlock`` in place too; a process killed mid-write leaves JSON that
+    DVC refuses forever after (``RWLockFileCorruptedError``). Only the recorder runs DVC during a
+    run, so a rwlock that does not parse was left by a killed recorder: remove it (DVC recreates
+    it, and already drops entries of dead processes itself)."""
+    import json
+
+    path = Path(root) / ".dvc" / "tmp" / "rwlock"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    try:
+        json.loads(text or "{}")
+    except json.JSONDecodeError:
+        path.unlink(missing_ok=True)
