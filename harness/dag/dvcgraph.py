@@ -216,6 +216,8 @@ def _repair_rwlock(root: Path) -> None:
     except FileNotFoundError:
         return
     try:
-        json.loads(text or "{}")
-    except json.JSONDecodeError:
+        ok = isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:  # includes the empty file a write cut short right after open()
+        ok = False
+    if not ok:
         path.unlink(missing_ok=True)
