@@ -22,7 +22,7 @@ overhead (a slot's idle time between one job's end and the next job's start, fro
 records) and how long after a job ended the collector noticed and recorded it.
 
 Run from the repo root with the venv active:
-``python benchmarks/bench_slurm.py [--submit-only | --no-baseline]``
+``python benchmarks/bench_slurm.py [--submit-only | --no-baseline] [--no-big]``
 """
 
 from __future__ import annotations
@@ -104,6 +104,7 @@ def main() -> None:
         sys.exit("no SLURM controller answers: run `scripts/slurm_cluster.sh start` first")
     if "--submit-only" in sys.argv:
         with tempfile.TemporaryDirectory() as tmp:
+            if "--no-big" not in sys.argv:
             big_dag(Path(tmp))
         return
     slots = os.cpu_count() or 1
@@ -126,7 +127,8 @@ def main() -> None:
         noticed, recorded = completion(projects["par"])
         status = projects["par"].run(["dvc", "status", *TARGETS]).stdout
         assert "Data and pipelines are up to date" in status, status
-        big_dag(Path(tmp))
+        if "--no-big" not in sys.argv:
+            big_dag(Path(tmp))
 
     busy = sum(end - start for start, end in spans)
     ends = sorted(end for _, end in spans)
