@@ -104,7 +104,6 @@ def main() -> None:
         sys.exit("no SLURM controller answers: run `scripts/slurm_cluster.sh start` first")
     if "--submit-only" in sys.argv:
         with tempfile.TemporaryDirectory() as tmp:
-            if "--no-big" not in sys.argv:
             big_dag(Path(tmp))
         return
     slots = os.cpu_count() or 1
