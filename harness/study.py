@@ -30,6 +30,36 @@ from harness.schema import (  # noqa: F401 - re-exported: the contract in one im
 )
 
 
+class RetryPolicy(StrictModel):
+    """How many times, and how, a SLURM job is resubmitted, by the cause of its end.
+
+    Why by cause: a job killed for memory needs more memory, one that ran out of time needs more
+    time (and resumes from its checkpoint), one whose node died needs another node; rerunning any
+    of them unchanged (what a blind retry count does) fails the same way or wastes the queue. A
+    stage's own error (``FAILED`` with a non-zero exit) is a bug to fix, so it is not retried
+    unless the spec asks. Counts are per cause; caps bound what a retry may ask for (``None``:
+    four times the declared value). Declared with the stage kind's resources in the spec.
+    """
+
+    #: OUT_OF_MEMORY: resubmit with ``mem_gb * mem_factor``, at most ``max_mem_gb``
+    out_of_memory: int = Field(2, ge=0)
+    mem_factor: float = Field(2.0, ge=1)
+    max_mem_gb: float | None = Field(None, gt=0)
+    #: TIMEOUT: resubmit with ``time_min * time_factor`` (at most ``max_time_min``), resuming
+    #: from the stage's checkpoint
+    timeout: int = Field(2, ge=0)
+    time_factor: float = Field(1.5, ge=1)
+    max_time_min: int | None = Field(None, ge=1)
+    #: NODE_FAIL (and BOOT_FAIL): resubmit excluding the node(s) the job ran on
+    node_fail: int = Field(2, ge=0)
+    #: PREEMPTED: resubmit unchanged; the stage resumes from its checkpoint
+    preempted: int = Field(5, ge=0)
+    #: FAILED (non-zero exit, or killed by a signal): the stage's own failure; 0 = never retried
+    failed: int = Field(0, ge=0)
+    #: CANCELLED by someone other than the harness (``scancel``, an admin): 0 = never retried
+    cancelled: int = Field(0, ge=0)
+
+
 class Resources(StrictModel):
     """What a stage needs from a cluster node. Where it runs is *not* part of the spec."""
 
@@ -39,6 +69,8 @@ class Resources(StrictModel):
     time_min: int = Field(30, ge=1)
     #: seconds before the time limit at which SLURM sends USR1 so the stage can checkpoint
     signal_before_s: int = Field(60, ge=0)
+    #: SLURM resubmission by the cause of a job's end (see :class:`RetryPolicy`)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 @dataclass

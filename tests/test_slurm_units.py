@@ -153,3 +153,77 @@ def test_stale_stages_are_changed_plus_downstream_in_dvc_order(tmp_path):
     assert dvcgraph.stale_stages(root, pipeline) == [s for s in pipeline if s in {"a", "b", "c", "d"}]
     assert list(pipeline).index("a") < list(pipeline).index("b") < list(pipeline).index("d")
     assert list(dvcgraph.load_pipeline(root, ["b"])) == ["a", "b"]  # a target and its upstream only
+
+
+# -- retry by cause (harness.slurm.retry) and array grouping (harness.slurm.arrays): no cluster ---
+
+def test_retry_policy_by_cause_with_caps():
+    from harness.slurm.retry import decide
+    from harness.study import RetryPolicy
+
+    res = Resources(mem_gb=1, time_min=10, retry=RetryPolicy(max_mem_gb=3, max_time_min=20))
+    oom = decide("OUT_OF_MEMORY", res, {}, 0, 0, [], "n1")
+    assert oom.retry and oom.mem_mb == 2048 and oom.time_min == 10
+    capped = decide("OUT_OF_MEMORY", res, {"OUT_OF_MEMORY": 1}, 2048, 10, [], "n1")
+    assert capped.retry and capped.mem_mb == 3072  # x2 would be 4096: the cap wins
+    assert not decide("OUT_OF_MEMORY", res, {"OUT_OF_MEMORY": 1}, 3072, 10, [], "n1").retry  # cap reached
+    assert "retries spent (2 of 2)" in decide("OUT_OF_MEMORY", res, {"OUT_OF_MEMORY": 2}, 1024, 10, [], "").why
+    t = decide("TIMEOUT", res, {}, 1024, 10, [], "n1")
+    assert t.retry and t.time_min == 15 and "resume from checkpoint" in t.why
+    assert decide("TIMEOUT", res, {"TIMEOUT": 1}, 1024, 15, [], "n1").time_min == 20
+    node = decide("NODE_FAIL", res, {}, 1024, 10, ["n0"], "n1")
+    assert node.retry and node.exclude == ["n0", "n1"]
+    pre = decide("PREEMPTED", res, {}, 1024, 10, [], "n1")
+    assert pre.retry and (pre.mem_mb, pre.time_min, pre.exclude) == (1024, 10, [])
+    failed = decide("FAILED", res, {}, 1024, 10, [], "n1")
+    assert not failed.retry and "resources.retry.failed = 0" in failed.why
+    assert decide("FAILED", Resources(retry=RetryPolicy(failed=1)), {}, 0, 0, [], "").retry
+    assert not decide("CANCELLED", res, {}, 0, 0, [], "").retry
+    assert not decide("DEADLINE", res, {}, 0, 0, [], "").retry
+
+
+def test_retry_policy_is_declared_in_the_spec_resources_and_strict():
+    from pydantic import ValidationError
+
+    res = Resources.model_validate({"mem_gb": 4, "retry": {"out_of_memory": 1, "max_mem_gb": 16}})
+    assert res.retry.out_of_memory == 1 and res.retry.max_mem_gb == 16 and res.retry.timeout == 2
+    with pytest.raises(ValidationError, match="out_of_memroy"):
+        Resources.model_validate({"retry": {"out_of_memroy": 1}})
+
+
+def test_arrays_group_fan_out_and_chains_and_keep_singles():
+    from harness.dag.manifest import RunManifest, StageRun
+    from harness.slurm.arrays import plan_groups
+
+    res = Resources().model_dump(mode="json")
+    big = Resources(mem_gb=8).model_dump(mode="json")
+    stages = [StageRun(name="src", kind="prep", resources=res)]
+    stages += [StageRun(name=f"b{i}", kind="branch", after=["src"], resources=res) for i in range(3)]
+    stages += [StageRun(name="b-big", kind="branch", after=["src"], resources=big)]  # other resources: alone
+    stages += [StageRun(name="join", kind="join", after=[f"b{i}" for i in range(3)], resources=res)]
+    for c in range(2):
+        stages += [StageRun(name=f"c{c}-0", kind="link", after=["src"], resources=res),
+                   StageRun(name=f"c{c}-1", kind="link", after=[f"c{c}-0", "src"], resources=res)]
+    order = ["src", "b0", "b1", "b2", "b-big", "join", "c0-0", "c1-0", "c0-1", "c1-1"]
+    m = RunManifest(run_id="r", root="/", created=0, order=order, stages={s.name: s for s in stages})
+    plan_groups(m)
+    groups = {tuple(g.members): g for g in m.groups.values()}
+    assert groups[("b0", "b1", "b2")].mode == "afterok"
+    assert groups[("c0-0", "c1-0")].mode == "afterok"
+    corr = groups[("c0-1", "c1-1")]
+    assert corr.mode == "aftercorr" and m.groups[corr.upstream].members == ["c0-0", "c1-0"]
+    assert [m.stages[n].task for n in ("c0-1", "c1-1")] == [m.stages["c0-0"].task, m.stages["c1-0"].task]
+    assert not m.stages["b-big"].group and not m.stages["join"].group and not m.stages["src"].group
+
+
+def test_state_reader_injection_only_relabels_ended_jobs(tmp_path, monkeypatch):
+    table = tmp_path / "inject.json"
+    table.write_text(json.dumps({"st": {"1": {"state": "OUT_OF_MEMORY"}}}))
+    monkeypatch.setenv(jobs.INJECT_ENV, str(table))
+    done = jobs.Polled("5", "COMPLETED", "None", 0, 0, "vm", None, None, "r:st:1")
+    assert jobs.inject(done, "st", 1).state == "OUT_OF_MEMORY" and jobs.inject(done, "st", 1).injected
+    assert jobs.inject(done, "st", 2).state == "COMPLETED"  # the second attempt is real
+    running = jobs.Polled("5", "RUNNING", "None", 0, 0, "vm", None, None, "r:st:1")
+    assert jobs.inject(running, "st", 1).state == "RUNNING"
+    assert jobs.Polled("5", "FAILED", "", 3 << 8, 0, "vm", None, None, "").exit_code == 3
+    assert jobs.Polled("5", "FAILED", "", 9, 0, "vm", None, None, "").signal == 9

@@ -131,8 +131,10 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
     for name in names:
         path, _, stage_name = name.rpartition(":")
         by_file.setdefault(path or PROJECT_FILE, []).append((name, stage_name))
+    restore_interrupted_record(root)
     with _open(root) as repo, repo.lock:
         for path, items in by_file.items():
+            _backup_lock(root, path)
             dvcfile = load_file(repo, path)
             stages = dvcfile.stages
             done = []
@@ -140,10 +142,82 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
                 try:
                     stage = stages[stage_name]
                     stage.save()
-                    stage.commit(relink=True)
+                    # relink=False: DVC's relink deletes each workspace output and re-links it
+                    # from the cache; a recorder killed in between (the chaos test does that)
+                    # left outputs missing. Without it the workspace is never touched; the lock
+                    # entry and the cache object are the same
+                    stage.commit(relink=False)
                     done.append(stage)
                 except Exception as exc:  # noqa: BLE001 - DVC raises many types; report, don't crash the run
                     errors[name] = f"{type(exc).__name__}: {exc}"
             if done:
                 dvcfile.dump_stages(done, update_pipeline=False)
+            _drop_backup(root, path)
     return errors
+
+
+def _lock_and_backup(root: Path, dvcyaml: str) -> tuple[Path, Path]:
+    lock = Path(root) / (dvcyaml[: -len("dvc.yaml")] + "dvc.lock" if dvcyaml.endswith("dvc.yaml") else dvcyaml + ".lock")
+    backup = Path(root) / ".dvc" / "tmp" / "harness-record" / (dvcyaml.replace("/", "__") + ".lock.bak")
+    return lock, backup
+
+
+def _backup_lock(root: Path, dvcyaml: str) -> None:
+    """DVC rewrites dvc.lock in place (not atomically); a recorder killed mid-write would leave it
+    truncated. A copy taken first, removed once the write is done, is restored by the next recorder."""
+    import shutil
+
+    lock, backup = _lock_and_backup(root, dvcyaml)
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    tmp = backup.with_suffix(".tmp")
+    if lock.exists():
+        shutil.copy2(lock, tmp)
+    else:
+        tmp.write_text("")  # empty backup: there was no lock file
+    os.replace(tmp, backup)
+
+
+def _drop_backup(root: Path, dvcyaml: str) -> None:
+    _lock_and_backup(root, dvcyaml)[1].unlink(missing_ok=True)
+
+
+def restore_interrupted_record(root: Path) -> list[str]:
+    """Put back every lock file whose recording was cut short (the stages it was recording are
+    not marked recorded in the run manifest, so they are recorded again). Returns what it restored."""
+    _repair_rwlock(root)
+    folder = Path(root) / ".dvc" / "tmp" / "harness-record"
+    restored = []
+    for backup in sorted(folder.glob("*.lock.bak")) if folder.is_dir() else []:
+        dvcyaml = backup.name[: -len(".lock.bak")].replace("__", "/")
+        lock, _ = _lock_and_backup(root, dvcyaml)
+        if backup.stat().st_size == 0:
+            lock.unlink(missing_ok=True)
+        else:
+            tmp = lock.with_name(lock.name + ".harness-restore")
+            import shutil
+
+            shutil.copy2(backup, tmp)
+            os.replace(tmp, lock)
+        backup.unlink()
+        restored.append(str(lock.relative_to(root)))
+    return restored
+
+
+def _repair_rwlock(root: Path) -> None:
+    """DVC rewrites ``.dvc/tmp/rwlock`` in place too; a process killed mid-write leaves JSON that
+    DVC refuses forever after (``RWLockFileCorruptedError``). Only the recorder runs DVC during a
+    run, so a rwlock that does not parse was left by a killed recorder: remove it (DVC recreates
+    it, and already drops entries of dead processes itself)."""
+    import json
+
+    path = Path(root) / ".dvc" / "tmp" / "rwlock"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    try:
+        ok = isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:  # includes the empty file a write cut short right after open()
+        ok = False
+    if not ok:
+        path.unlink(missing_ok=True)

@@ -23,8 +23,33 @@ from pathlib import Path
 
 from pydantic import Field
 
-from harness.io import write_json
+from harness.io import write_text
 from harness.study import StrictModel
+
+
+class Attempt(StrictModel):
+    """One job a stage ran (or was queued) as: what it asked for, how it ended, what followed.
+
+    Why kept per attempt: a 500-job sweep that retried 30 jobs must say which, why and with
+    what; the manifest is the one place that outlives the controller's memory of the jobs.
+    """
+
+    job_id: str
+    state: str = ""
+    #: the retry cause read from the job's end (OUT_OF_MEMORY, TIMEOUT, NODE_FAIL, PREEMPTED,
+    #: FAILED, CANCELLED, or "upstream <stage> retried" for a job that never started)
+    cause: str = ""
+    exit_code: int | None = None
+    nodes: str = ""
+    mem_mb: int = 0
+    time_min: int = 0
+    exclude: list[str] = Field(default_factory=list)
+    #: what the harness did next: "resubmitted", "final", or "" while the job is current
+    action: str = ""
+    #: when the harness submitted it (matches the job's own record events to this attempt)
+    submitted_at: float = 0.0
+    #: where the injected state came from, when the state was injected (tests; see jobs.INJECT_ENV)
+    injected: bool = False
 
 
 class StageRun(StrictModel):
@@ -40,6 +65,40 @@ class StageRun(StrictModel):
     elapsed_s: float = 0.0
     #: true once the stage's outputs and hashes are in dvc.lock and the DVC cache
     recorded: bool = False
+    #: wall-clock times the collector first saw the stage's job ended, and recorded it
+    noticed_at: float = 0.0
+    recorded_at: float = 0.0
+    #: SLURM: every job this stage ran as, oldest first (the current one last)
+    attempts: list[Attempt] = Field(default_factory=list)
+    #: SLURM: the submission token (``--comment``) of the job being submitted, so a collector
+    #: that took over after a crash adopts a job whose id never reached the manifest
+    token: str = ""
+    #: SLURM: the array the stage was planned into ("" = a job of its own) and its task index
+    group: str = ""
+    task: int | None = None
+    #: SLURM: what the job runs (from dvc.yaml at submit time), so a collector that takes over
+    #: resubmits without re-planning: commands, outputs deleted first, resources, kind
+    commands: list[str] = Field(default_factory=list)
+    remove_before: list[str] = Field(default_factory=list)
+    resources: dict = Field(default_factory=dict)
+    kind: str = ""
+    #: SLURM: memory / time / excluded nodes the next submission asks for (after a retry)
+    mem_mb: int = 0
+    time_min: int = 0
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ArrayGroup(StrictModel):
+    """Stages submitted as one ``sbatch --array`` (same kind, same resources, same upstream set;
+    or, ``aftercorr``, task i of each waiting for task i of one upstream array: parallel chains)."""
+
+    members: list[str] = Field(default_factory=list)
+    #: "afterok": every task waits for the members' common upstream set; "aftercorr": task i
+    #: waits for task i of ``upstream``
+    mode: str = "afterok"
+    upstream: str = ""
+    job_id: str = ""
+    token: str = ""
 
 
 class RunManifest(StrictModel):
@@ -51,20 +110,36 @@ class RunManifest(StrictModel):
     #: stage names in topological order (``stages`` is saved with sorted keys)
     order: list[str] = Field(default_factory=list)
     stages: dict[str, StageRun] = Field(default_factory=dict)
+    #: SLURM job arrays of the initial submission (group name -> members)
+    groups: dict[str, ArrayGroup] = Field(default_factory=dict)
 
     def in_order(self) -> list[StageRun]:
         return [self.stages[name] for name in self.order]
 
     def dependents(self, name: str) -> list[str]:
-        return [s.name for s in self.in_order() if name in s.after]
+        return list(self._children().get(name, ()))
+
+    def _children(self) -> dict[str, list[str]]:
+        """Stage -> in-run stages that wait for it, cached per shape (a 1,000-stage run asks
+        this for every stage on every poll)."""
+        key = (len(self.order), id(self.stages))
+        cached = self.__dict__.get("_children_cache")
+        if cached is None or cached[0] != key:
+            children: dict[str, list[str]] = {}
+            for s in self.in_order():
+                for up in s.after:
+                    children.setdefault(up, []).append(s.name)
+            cached = (key, children)
+            self.__dict__["_children_cache"] = cached
+        return cached[1]
 
     def descendants(self, name: str) -> list[str]:
-        seen: list[str] = []
-        todo = self.dependents(name)
+        seen: set[str] = set()
+        todo = list(self.dependents(name))
         while todo:
-            child = todo.pop(0)
+            child = todo.pop()
             if child not in seen:
-                seen.append(child)
+                seen.add(child)
                 todo += self.dependents(child)
         return [s for s in self.order if s in seen]
 
@@ -99,7 +174,9 @@ def save(paths: RunPaths, manifest: RunManifest) -> None:
     if not ignore.exists():  # run files are local state, never something to commit
         paths.base.mkdir(parents=True, exist_ok=True)
         ignore.write_text("*\n")
-    write_json(paths.manifest, manifest.model_dump(mode="json"))
+    # pydantic's own (compiled) JSON encoder, unindented: a 1,000-stage manifest is saved after
+    # every submission level and poll, and Python's indenting encoder took a second per save
+    write_text(paths.manifest, manifest.model_dump_json() + "\n")
 
 
 def load(path: Path) -> RunManifest:

@@ -148,6 +148,7 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend
                 report.failed.append(name)
             else:
                 stage.recorded = True
+                stage.recorded_at = time.time()
                 report.recorded.append(name)
     report.active = [s.name for s in manifest.in_order()
                      if s.state not in TERMINAL | {LOST, RECORD_FAILED} or (s.state == OK and not s.recorded)]
@@ -157,14 +158,44 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend
     return report
 
 
+#: runs with more stages print a one-line summary per change instead of the whole table
+TABLE_MAX = 60
+
+
+def _columns(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def table(manifest: RunManifest) -> str:
-    """Progress table: stage, job id, state, elapsed, recorded."""
-    rows = [("stage", "job", "state", "elapsed", "recorded")]
+    """Progress table: stage, job id, state, attempts (SLURM jobs it ran as), elapsed, recorded."""
+    rows = [("stage", "job", "state", "attempts", "elapsed", "recorded")]
     for s in manifest.in_order():
         rows.append((s.name, s.job_id or "-", s.state + (f" (restarts {s.restarts})" if s.restarts else ""),
-                     f"{s.elapsed_s:.0f}s", "yes" if s.recorded else ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+                     str(len(s.attempts) or "-"), f"{s.elapsed_s:.0f}s", "yes" if s.recorded else ""))
+    return _columns(rows)
+
+
+def attempts_table(manifest: RunManifest) -> str:
+    """Every job every stage ran as: its end, the cause read from it, what it asked for, what followed."""
+    rows = [("stage", "try", "job", "state", "cause", "mem", "time", "nodes", "then")]
+    for s in manifest.in_order():
+        for i, a in enumerate(s.attempts, 1):
+            rows.append((s.name, str(i), a.job_id, a.state + (" (injected)" if a.injected else ""), a.cause or "-",
+                         f"{a.mem_mb}M" if a.mem_mb else "-", f"{a.time_min}m" if a.time_min else "-",
+                         a.nodes or "-", a.action or ("recorded" if s.recorded else "-")))
+    return _columns(rows)
+
+
+def summary(manifest: RunManifest) -> str:
+    """One line: how many stages are in each state (for runs too large for the table)."""
+    counts: dict[str, int] = {}
+    for s in manifest.in_order():
+        key = "recorded" if s.recorded else s.state
+        counts[key] = counts.get(key, 0) + 1
+    retries = sum(max(0, len(s.attempts) - 1) for s in manifest.in_order())
+    return (f"[harness] {len(manifest.order)} stages: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + (f"; {retries} resubmission(s)" if retries else ""))
 
 
 def last_lines(path: Path, n: int = 20) -> str:
@@ -181,10 +212,13 @@ def wait(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend, p
     while True:
         report = collect(root, manifest, paths, backend)
         if backend.show_table:
-            snapshot = "|".join(f"{s.state}{s.recorded}{s.restarts}" for s in manifest.in_order())
+            snapshot = "|".join(f"{s.state}{s.recorded}{s.restarts}{len(s.attempts)}" for s in manifest.in_order())
             if snapshot != shown:
-                out(table(manifest))
-                out("")
+                if len(manifest.order) <= TABLE_MAX:
+                    out(table(manifest))
+                    out("")
+                else:
+                    out(summary(manifest))
                 shown = snapshot
         if report.done:
             break

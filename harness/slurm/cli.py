@@ -47,7 +47,7 @@ def cmd_repro(args) -> int:
     if not manifest.order:
         return 0
     try:
-        report = scheduler.wait(root, manifest, paths, settings.slurm.poll_s)
+        report = scheduler.wait(root, manifest, paths, settings.slurm.poll_s, settings=settings.slurm)
     except KeyboardInterrupt:
         print(f"\n[harness] stopped waiting; jobs keep running. Record them later with "
               f"`harness collect {manifest.run_id}` (or cancel with scancel).", file=sys.stderr)
@@ -61,7 +61,8 @@ def cmd_submit(args) -> int:
 
     manifest, _ = scheduler.submit_run(_root(args), settings.slurm, args.targets or None, args.jobs)
     if manifest.order:
-        print(scheduler.table(manifest))
+        print(scheduler.table(manifest) if len(manifest.order) <= scheduler.core.TABLE_MAX
+              else scheduler.core.summary(manifest))
         print(f"collect with: harness collect {manifest.run_id}")
     return 0
 
@@ -87,9 +88,11 @@ def cmd_collect(args) -> int:
               "for stages not recorded)")
         return 0 if all(s.recorded for s in manifest.in_order()) else 1
     if args.wait:
-        return scheduler.wait(root, manifest, paths, settings.slurm.poll_s).exit_code
-    report = scheduler.collect(root, manifest, paths)
+        return scheduler.wait(root, manifest, paths, settings.slurm.poll_s, settings=settings.slurm).exit_code
+    report = scheduler.collect(root, manifest, paths, settings=settings.slurm)
     print(scheduler.table(manifest))
+    if any(len(s.attempts) > 1 for s in manifest.in_order()):
+        print(scheduler.core.attempts_table(manifest))
     for name, message in zip(report.failed, report.messages):
         print(message)
     if report.active:

@@ -53,6 +53,26 @@ class JobSpec:
     #: processes per node: >1 launches through ``torchrun`` (one per GPU for DDP)
     nproc: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    #: ``--comment``: the run's submission token (``<run_id>:<stage>:<attempt>``), how a
+    #: collector finds a job whose id never reached the manifest; default: the stage name
+    comment: str = ""
+    #: a retry's memory (MiB) / time limit (minutes) overriding the resources; 0 = as declared
+    mem_mb: int = 0
+    time_min: int = 0
+    #: nodes a retry must avoid (``--exclude``), after a NODE_FAIL there
+    exclude: list[str] = field(default_factory=list)
+    #: the job is one task of an array: the script appends its own output to ``log_path``
+    #: (the array's ``--output`` is shared by all tasks)
+    in_array: bool = False
+
+    @property
+    def mem(self) -> int:
+        """MiB asked for: the retry's override, else the declared ``mem_gb``."""
+        return self.mem_mb or math.ceil(self.resources.mem_gb * 1024)
+
+    @property
+    def minutes(self) -> int:
+        return self.time_min or self.resources.time_min
 
     @property
     def procs(self) -> int:
@@ -65,17 +85,19 @@ def sbatch_args(job: JobSpec, settings: SlurmSettings) -> list[str]:
     res = job.resources
     args = [
         f"--job-name={job.lane or job.name}",
-        f"--comment={job.name}",
+        f"--comment={job.comment or job.name}",
         f"--output={job.log_path}",
         "--open-mode=append",  # a requeued job continues the same log
         f"--chdir={job.workdir}",
         "--nodes=1",
         "--ntasks=1",
         f"--cpus-per-task={res.cpus}",
-        f"--mem={math.ceil(res.mem_gb * 1024)}M",
-        f"--time={res.time_min}",
+        f"--mem={job.mem}M",
+        f"--time={job.minutes}",
         "--requeue",
     ]
+    if job.exclude:
+        args.append(f"--exclude={','.join(job.exclude)}")
     if res.signal_before_s > 0:
         args.append(f"--signal=B:USR1@{res.signal_before_s}")
     if res.gpus > 0:
@@ -117,6 +139,7 @@ def render_script(job: JobSpec, settings: SlurmSettings) -> str:
         f"# harness job for stage {q(job.name)}",
         f"# sbatch {shlex.join(sbatch_args(job, settings))}",
         "set -u",
+        *([f"exec >>{q(str(job.log_path))} 2>&1"] if job.in_array else []),
         *settings.setup,
         *(f"export {k}={q(v)}" for k, v in env.items()),
         f"export OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads}",
@@ -130,7 +153,10 @@ def render_script(job: JobSpec, settings: SlurmSettings) -> str:
         ' restart ${SLURM_RESTART_COUNT:-0}"',
     ]
     if job.remove_before:
-        lines.append(f"rm -rf -- {' '.join(q(p) for p in job.remove_before)}")
+        # the outputs, and what a killed earlier attempt left of its atomic writes next to them
+        # (harness.io.atomic_path writes ``.<name>.<random>.tmp`` beside the target)
+        leftovers = [f"{q(str(Path(p).parent))}/.{q(Path(p).name)}.*.tmp" for p in job.remove_before]
+        lines.append(f"rm -rf -- {' '.join(q(p) for p in job.remove_before)} {' '.join(leftovers)}")
     lines += [
         'stop=""; interrupted=""; child=""',
         # USR1 (time limit near): ask the stage to checkpoint; TERM (scancel, preemption) reaches
@@ -152,4 +178,32 @@ def render_script(job: JobSpec, settings: SlurmSettings) -> str:
         "fi",
         'exit "$rc"',
     ]
+    return "\n".join(lines) + "\n"
+
+
+def array_args(first: JobSpec, settings: SlurmSettings, indices: list[int], throttle: int, name: str,
+               comment: str, output: Path, dependency: str) -> list[str]:
+    """sbatch options for one array of identical-resource stages (``first`` carries the resources).
+
+    Why arrays: one submission (and one controller record while pending) for many stages, which
+    is what sites that cap jobs per user ask for, and what makes a 1,000-stage DAG submit in
+    seconds. ``%N`` caps how many tasks run at once (``-j N``). Each task's own script appends to
+    its stage's log; the array's ``--output`` only catches what happens before that.
+    """
+    base = [a for a in sbatch_args(JobSpec(**{**first.__dict__, "after_ok": [], "lane": None}), settings)
+            if not a.startswith(("--job-name=", "--comment=", "--output=", "--dependency=", "--kill-on-invalid-dep"))]
+    spec = ",".join(str(i) for i in indices) + (f"%{throttle}" if throttle > 0 else "")
+    args = [f"--job-name={name}", f"--comment={comment}", f"--output={output}", f"--array={spec}", *base]
+    if dependency:
+        args += [f"--dependency={dependency}", "--kill-on-invalid-dep=yes"]
+    return args
+
+
+def render_array_script(scripts: dict[int, Path]) -> str:
+    """Dispatch on the task id to each stage's own wrapper script (``exec``: it becomes the batch
+    shell, so SLURM's USR1 and the requeue protocol reach it exactly as for a single job)."""
+    q = shlex.quote
+    lines = ["#!/bin/bash", "# harness job array: one task per stage", 'case "$SLURM_ARRAY_TASK_ID" in']
+    lines += [f"  {i}) exec bash {q(str(path))} ;;" for i, path in sorted(scripts.items())]
+    lines += ['  *) echo "[harness] no stage for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac"]
     return "\n".join(lines) + "\n"

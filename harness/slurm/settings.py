@@ -43,7 +43,7 @@ class SlurmSettings(StrictModel):
     #: ``gres`` renders ``--gres=gpu:N``; ``gpus`` renders ``--gpus=N`` (clusters differ)
     gpu_flag: Literal["gres", "gpus"] = "gres"
     #: seconds between job-state polls
-    poll_s: float = Field(1.0, gt=0)
+    poll_s: float = Field(0.5, gt=0)
     #: run manifests, batch scripts, logs and job records, relative to the project root
     runs_dir: str = ".harness/runs"
 

@@ -43,6 +43,14 @@ class DdpSection(StrictModel):
     lr: float = Field(0.1, gt=0)
 
 
+class ChainsSection(StrictModel):
+    """``count`` parallel chains of ``length`` links below the source (link k waits for link k-1)."""
+
+    count: int = Field(0, ge=0, le=1000)
+    length: int = Field(0, ge=0, le=100)
+    work_s: float = Field(0.0, ge=0)
+
+
 class SelftestSpec(StudySpec):
     seed: int = 0
     #: free text that must reach the stage byte for byte (shell metacharacters included)
@@ -54,6 +62,7 @@ class SelftestSpec(StudySpec):
     fail: str = "none"
     train: TrainSection = Field(default_factory=TrainSection)
     ddp: DdpSection = Field(default_factory=DdpSection)
+    chains: ChainsSection = Field(default_factory=ChainsSection)
 
 
 class SourceConfig(StrictModel):
@@ -73,6 +82,12 @@ class BranchConfig(StrictModel):
 class JoinConfig(StrictModel):
     inputs: Annotated[list[str], Dep]
     out: Annotated[str, Metric]
+
+
+class LinkConfig(StrictModel):
+    previous: Annotated[str, Dep]
+    work_s: float
+    out: Annotated[str, Out]
 
 
 class TrainStageConfig(StrictModel):
@@ -105,6 +120,14 @@ def plan(spec: SelftestSpec, ctx: PlanContext) -> list[StageDef]:
                                resources=spec.resources_for("branch")))
     stages.append(StageDef(name=f"{NAME}-join", func=f"{NAME}.joiner:run_join", kind="join",
                            config=JoinConfig(inputs=outs, out=f"{METRICS}/join.json"), resources=spec.resources_for("join")))
+    for c in range(spec.chains.count):
+        previous = source
+        for k in range(spec.chains.length):
+            out = f"{WORK}/chain-{c}-{k}.json"
+            stages.append(StageDef(name=f"{NAME}-chain-{c}-{k}", func=f"{func}:run_link", kind="link",
+                                   config=LinkConfig(previous=previous, work_s=spec.chains.work_s, out=out),
+                                   reads=["chains"], resources=spec.resources_for("link")))
+            previous = out
     for i in range(spec.train.variants):
         out = f"{METRICS}/train-{i}.json"
         stages.append(StageDef(name=f"{NAME}-train-{i}", func=f"{func}:run_train", kind="train",
@@ -128,6 +151,12 @@ def run_branch(cfg: BranchConfig) -> None:
     write_json(cfg.out, {"branch": cfg.branch, "message": source["message"]})
     if cfg.fail:  # after writing: the output exists but must never reach the DVC cache
         raise RuntimeError(f"branch {cfg.branch} fails on purpose")
+
+
+def run_link(cfg: LinkConfig) -> None:
+    time.sleep(cfg.work_s)
+    previous = json.loads(Path(cfg.previous).read_text())
+    write_json(cfg.out, {"depth": previous.get("depth", 0) + 1, "message": previous["message"]})
 
 
 def _tokens(seed: int, vocab: int, n: int):
