@@ -4,6 +4,11 @@ Selection uses only the cross-validation scores from the sweep (training side); 
 is touched once, for the scores reported here. A mean predictor (sklearn ``DummyRegressor``) is
 scored alongside as the floor every simulator must clear. The regressor with the best CV score
 on a split is that split's *selected simulator* (plots and headline numbers use it).
+
+Aggregates over targets are the median of each score and a pooled R² over targets standardised
+by the training side; a target constant or saturated on a split's test side is flagged with its
+reason (``scoring.degenerate_reason``) and left out of every aggregate. The mixture pick counts
+only test mixtures absent from training.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import numpy as np
 
 from harness.io import atomic_path, read_json, write_csv, write_json
 from stages.mixture_sim.configs import EvaluateStageConfig, TableSchema
-from stages.mixture_sim.scoring import fit_scores, mixture_ranking
-from stages.mixture_sim.splits import arrays
+from stages.mixture_sim.scoring import degenerate_reason, fit_scores, mixture_ranking, pooled_r2
+from stages.mixture_sim.splits import arrays, mixture_keys
 from stages.mixture_sim.tableio import read_parquet, write_parquet
 
 BASELINE = "mean"
@@ -46,14 +51,37 @@ def baseline_predictions(split_dir: str, schema: TableSchema):
     return predictions_frame(test, schema, model.predict(arrays(test, schema)[0]).reshape(len(test), -1))
 
 
-def score_predictions(frame, schema: TableSchema) -> list[dict[str, Any]]:
+def heldout_mask(split_dir: str, frame, schema: TableSchema) -> np.ndarray:
+    """Test rows whose mixture appears nowhere in the split's training side."""
+    train = read_parquet(Path(split_dir) / "train.parquet")
+    seen = set(mixture_keys(train, schema))
+    return np.array([k not in seen for k in mixture_keys(frame, schema)], dtype=bool)
+
+
+def score_predictions(frame, schema: TableSchema, heldout: np.ndarray | None = None) -> list[dict[str, Any]]:
     rows = []
     for target in schema.targets:
         true, pred = frame[target.name].to_numpy(), frame[f"pred:{target.name}"].to_numpy()
-        ranking = mixture_ranking(frame, schema, true, pred, target.better)
-        rows.append({"target": target.name, **fit_scores(true, pred),
+        ranking = mixture_ranking(frame, schema, true, pred, target.better, heldout)
+        rows.append({"target": target.name, **fit_scores(true, pred), "flag": degenerate_reason(true),
                      **{f"rank_{k}": v for k, v in ranking.items()}})
     return rows
+
+
+def training_stats(split_dir: str, schema: TableSchema) -> tuple[np.ndarray, np.ndarray]:
+    """Per-target mean and standard deviation of the training side (for the pooled R²)."""
+    _, y = arrays(read_parquet(Path(split_dir) / "train.parquet"), schema)
+    return y.mean(axis=0), y.std(axis=0)
+
+
+def pooled(frame, schema: TableSchema, targets: list[str], stats) -> float:
+    if not targets or frame.empty:
+        return math.nan
+    idx = [schema.target_names.index(t) for t in targets]
+    mean, scale = stats
+    true = frame[targets].to_numpy(dtype=np.float64)
+    pred = frame[[f"pred:{t}" for t in targets]].to_numpy(dtype=np.float64)
+    return pooled_r2(true, pred, mean[idx], scale[idx])
 
 
 def _clean(value: Any) -> Any:
@@ -64,19 +92,31 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def summarise(scores, split: str, regressor: str) -> dict[str, Any]:
-    part = scores[(scores.split == split) & (scores.regressor == regressor)]
+def _median(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def summarise(scores, split: str, regressor: str, pooled_r2_value: float) -> dict[str, Any]:
+    """Aggregates over the scored targets (flagged ones excluded), plus every target's scores."""
+    every = scores[(scores.split == split) & (scores.regressor == regressor)]
+    part = every[every.flag.isna()]
     groups = int(part.rank_groups.sum())  # comparisons: comparable groups x targets
     return {
-        "mean_r2": float(np.nanmean(part.r2)) if part.r2.notna().any() else math.nan,
+        "scored_targets": len(part),
+        "flagged_targets": {r.target: r.flag for r in every.itertuples() if isinstance(r.flag, str)},
+        "median_r2": _median(part.r2),
+        "pooled_r2": pooled_r2_value,
+        "median_spearman": _median(part.spearman),
         "mean_spearman": float(np.nanmean(part.spearman)) if part.spearman.notna().any() else math.nan,
-        "mean_mae": float(part.mae.mean()),
+        "median_mae": _median(part.mae),
         "rank_hit_rate": float(part.rank_hits.sum() / groups) if groups else math.nan,
         "rank_chance": (float(np.average(part.rank_chance[part.rank_groups > 0],
                                          weights=part.rank_groups[part.rank_groups > 0])) if groups else math.nan),
         "rank_comparisons": groups,
         "targets": {r.target: {"r2": r.r2, "mae": r.mae, "spearman": r.spearman, "rank_hit_rate": r.rank_hit_rate}
-                    for r in part.itertuples()},
+                    for r in every.itertuples()},
     }
 
 
@@ -84,25 +124,28 @@ def run(cfg: EvaluateStageConfig) -> None:
     import pandas as pd
 
     schema = cfg.table
-    score_rows, long_preds, selection = [], [], {}
+    score_rows, long_preds, selection, pooled_values = [], [], {}, {}
     for split, split_dir in ((s.name, s.path) for s in cfg.split_dirs):
         chosen: dict[str, Any] = {}
         frames = {BASELINE: baseline_predictions(split_dir, schema)}
         for label, dirs in ((g.regressor, g.points) for g in cfg.sweeps):
             folder, info = pick_point(dirs, split)
             frames[label] = read_parquet(Path(folder) / f"{split}.parquet")
-            chosen[label] = {"params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
+            chosen[label] = {"kind": info["kind"], "params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
                              "point": Path(folder).name}
+        stats = training_stats(split_dir, schema)
+        heldout = heldout_mask(split_dir, frames[BASELINE], schema)
         ranked = sorted(chosen, key=lambda k: -math.inf if chosen[k]["cv_r2"] is None else chosen[k]["cv_r2"],
                         reverse=True)
         selection[split] = {"selected": ranked[0], "regressors": chosen}
         for label, frame in frames.items():
-            for row in score_predictions(frame, schema):
-                score_rows.append({"split": split, "regressor": label, **row})
+            rows = score_predictions(frame, schema, heldout)
+            score_rows += [{"split": split, "regressor": label, **row} for row in rows]
+            pooled_values[(split, label)] = pooled(frame, schema, [r["target"] for r in rows if r["flag"] is None],
+                                                   stats)
             for target in schema.target_names:
                 long_preds.append(pd.DataFrame({
                     "split": split, "regressor": label, "run": frame[schema.run].to_numpy(),
-                    "step": frame[schema.step].to_numpy(), "size": frame[schema.size].to_numpy(),
                     "target": target, "true": frame[target].to_numpy(), "pred": frame[f"pred:{target}"].to_numpy()}))
         print(f"evaluate {split}: selected {ranked[0]} (cv R2 {chosen[ranked[0]]['cv_r2']})", flush=True)
 
@@ -112,7 +155,7 @@ def run(cfg: EvaluateStageConfig) -> None:
     for split in (s.name for s in cfg.split_dirs):
         metrics[split] = {"selected": selection[split]["selected"]}
         for label in [*(g.regressor for g in cfg.sweeps), BASELINE]:
-            metrics[split][label] = summarise(scores, split, label)
+            metrics[split][label] = summarise(scores, split, label, pooled_values[(split, label)])
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
         write_csv(tmp / "scores.csv", scores)

@@ -1,7 +1,8 @@
 """Stage `sweep`: one hyperparameter point of one regressor, on every split.
 
-Per split: a grouped K-fold cross-validation *on the training side only* (groups = runs, so no
-run is in a fold's train and validation at once) gives the score used to pick the grid point;
+Per split: a grouped K-fold cross-validation *on the training side only*, grouped the way the
+split holds out (``_cv_group``: runs for the random split, sizes for the size splits, steps for
+the step split, mixtures for the mixture split), gives the score used to pick the grid point;
 then the pipeline is refitted on the whole training side and predicts the test side. Picking by
 CV rather than by test score keeps the reported test numbers honest. One DVC stage per grid
 point: adding a value to a grid fits only the new points.
@@ -16,7 +17,7 @@ import numpy as np
 from harness.io import atomic_path, write_json
 from stages.mixture_sim.configs import SweepStageConfig
 from stages.mixture_sim.regressors import build
-from stages.mixture_sim.splits import arrays
+from stages.mixture_sim.splits import GROUP, arrays
 from stages.mixture_sim.tableio import read_parquet, write_parquet
 
 
@@ -35,6 +36,7 @@ def cross_val_r2(estimator, x: np.ndarray, y: np.ndarray, groups: np.ndarray, fo
 def predictions_frame(test, schema, pred: np.ndarray):
     """Test rows' identifiers, features and targets plus a ``pred:<target>`` column per target."""
     out = test[[schema.run, *schema.feature_columns, *schema.target_names]].copy()
+    out = out.loc[:, ~out.columns.duplicated()]
     for j, name in enumerate(schema.target_names):
         out[f"pred:{name}"] = pred[:, j]
     return out
@@ -49,7 +51,7 @@ def run(cfg: SweepStageConfig) -> None:
             test = read_parquet(Path(folder) / "test.parquet")
             x, y = arrays(train, cfg.table)
             estimator = build(cfg.kind, cfg.params, cfg.table, cfg.features, cfg.seed)
-            folds = cross_val_r2(estimator, x, y, train[cfg.table.run].to_numpy(), cfg.cv_folds, cfg.seed)
+            folds = cross_val_r2(estimator, x, y, train[GROUP].to_numpy(), cfg.cv_folds, cfg.seed)
             estimator.fit(x, y)
             pred = np.asarray(estimator.predict(arrays(test, cfg.table)[0])).reshape(len(test), -1)
             write_parquet(tmp / f"{split}.parquet", predictions_frame(test, cfg.table, pred))
