@@ -127,7 +127,7 @@ def run(cfg: SimulatorStageConfig) -> None:
     save_simulator(cfg.out_dir, schema, model, members)
     sim = load_simulator(cfg.out_dir)  # the round trip every user of the artifact relies on
     main, spread = sim.predict(x)
-    write_json(cfg.metrics, {"regressor": label, "params": chosen["params"], "cv_r2": chosen["cv_r2"],
+    write_json(cfg.metrics, {"split": cfg.split, "regressor": label, "params": chosen["params"], "cv_r2": chosen["cv_r2"],
                              "train_rows": len(train), "members": cfg.members,
                              "train_spread_median": float(np.median(spread)),
                              "train_max_abs_error": float(np.max(np.abs(main - y)))})

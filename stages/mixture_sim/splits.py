@@ -90,7 +90,8 @@ def split_expectations(schema: TableSchema, split: Split, n_rows: int, train_run
     out = [
         expect("ExpectTableRowCountToEqual", value=n_rows),
         expect("ExpectColumnDistinctValuesToEqualSet", column=SIDE, value_set=["train", "test"]),
-        expect("ExpectCompoundColumnsToBeUnique", column_list=schema.key_columns),
+        (expect("ExpectCompoundColumnsToBeUnique", column_list=schema.key_columns) if len(schema.key_columns) > 1
+         else expect("ExpectColumnValuesToBeUnique", column=schema.run)),
     ]
     if isinstance(split, (RandomSplit, SubsetSplit)):
         out.append(on("test", "ExpectColumnValuesToNotBeInSet", column=schema.run, value_set=train_runs))

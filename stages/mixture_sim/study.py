@@ -17,12 +17,12 @@ from pydantic import Field, model_validator
 
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study
-from harness.trainer import TrainSettings
 from harness.schema import StrictModel
+from harness.trainer import TrainSettings
 from stages.mixture_sim.configs import (
     NAME_RE, EvaluateStageConfig, ExternalSource, FeatureSpec, GeneratedSource, ReferenceScores, Regressor,
     ReportStageConfig, RunStageConfig, SearchSpec, SearchStageConfig, SimulatorSpec, SimulatorStageConfig, Source,
-    Split, SplitsStageConfig, SubsetSplit, SweepStageConfig, TableSchema, TableStageConfig, point_id,
+    Split, SplitsStageConfig, SweepStageConfig, TableSchema, TableStageConfig, point_id,
 )
 from stages.mixture_sim.mixtures import sample_mixtures
 
