@@ -265,3 +265,24 @@ def test_simulate_command_exits_2_on_an_unknown_domain(tmp_path, capsys):
                                          "output": str(tmp_path / "out.csv")}) == 0
     assert len(pd.read_csv(tmp_path / "out.csv")) == 1
     assert simulate_main(REPO, "smoke", {"table": "nope", "input": "x", "output": "y"}) == 2
+
+
+def test_a_split_identical_to_another_is_refused(tmp_path):
+    from stages.mixture_sim.configs import LargerThanSplit, SizeAtLeastSplit, SplitsStageConfig
+    from stages.mixture_sim.splits import run as splits_stage
+    from stages.mixture_sim.tableio import write_parquet
+
+    schema = seed_schema()
+    table = smooth_table(schema, n_mixtures=3, sizes=[(20e6, 256, 4), (60e6, 512, 8), (150e6, 768, 12)],
+                         steps=[1000, 2000])
+    write_parquet(tmp_path / "t.parquet", table)
+    splits = [SizeAtLeastSplit(name="size", threshold=1e8), LargerThanSplit(name="larger", threshold=6e7)]
+    cfg = SplitsStageConfig(table=schema, table_file=str(tmp_path / "t.parquet"), splits=splits, seed=0,
+                            out_dirs={s.name: str(tmp_path / s.name) for s in splits}, metrics=str(tmp_path / "m.json"))
+    with pytest.raises(ValueError, match="`size` = `larger`"):
+        splits_stage(cfg)
+    assert not (tmp_path / "size").exists()
+    differ = [splits[0], LargerThanSplit(name="larger", threshold=3e7)]  # train 20M only; test 60M and 150M
+    splits_stage(cfg.model_copy(update={"splits": differ}))
+    info = json.loads((tmp_path / "m.json").read_text())
+    assert info["size"]["test_rows"] == 6 and info["larger"]["test_rows"] == 12

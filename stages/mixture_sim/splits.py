@@ -158,8 +158,23 @@ def write_split(out_dir: str, name: str, train, test, schema: TableSchema, summa
                                         "target_columns": schema.target_names})
 
 
+def same_partitions(frame, schema: TableSchema, splits: list[Split], seed: int) -> list[tuple[str, str]]:
+    """Pairs of splits with identical test rows: one of them tests nothing the other does not.
+
+    On a small model grid ``larger_than`` can coincide with ``size_at_least`` (three sizes: both
+    hold out the largest); reporting both would count one result twice under two names.
+    """
+    masks = {s.name: test_mask(frame, schema, s, seed) for s in splits}
+    names = list(masks)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if np.array_equal(masks[a], masks[b])]
+
+
 def run(cfg: SplitsStageConfig) -> None:
     frame = read_parquet(cfg.table_file)
+    same = same_partitions(frame, cfg.table, cfg.splits, cfg.seed)
+    if same:
+        raise ValueError("splits with identical test rows on this table (drop one, or change a threshold): "
+                         + ", ".join(f"`{a}` = `{b}`" for a, b in same))
     metrics: dict[str, Any] = {}
     for split in cfg.splits:
         train, test, report = make_split(frame, cfg.table, split, cfg.seed)
