@@ -60,7 +60,7 @@ def _use_external_table(root: Path) -> None:
 def test_external_table_reproduces_and_a_bad_table_stops_the_dag(repo_copy):
     root = repo_copy(studies=["mixture_sim"], edit=_use_external_table)
     stages = run(["harness", "stages"], root).stdout
-    assert "mixture_sim-run-" not in stages and stages.count("mixture_sim-sweep-ridge-") == 2
+    assert "-run-" not in stages and stages.count("mixture_sim-generated-sweep-ridge-") == 2
 
     run(["dvc", "repro"], root)
     metrics = json.loads((root / "metrics/mixture_sim/generated/evaluate.json").read_text())
