@@ -134,7 +134,13 @@ def test_sweep_then_evaluate_selects_by_cv_and_writes_metrics(tmp_path, schema):
     mixture = metrics["mixture"]["mlp"]  # 2 of 8 mixtures held out at every size and step
     assert mixture["rank_comparisons"] == 3 * 6 * 11  # 3 sizes x 6 steps x 11 targets
     assert mixture["rank_chance"] == pytest.approx(1 / 2) and mixture["rank_hit_rate"] > 1 / 2
+    # the ensemble (mean of ridge and mlp, the only two) is scored by the same out-of-fold CV
+    for split in split_dirs:
+        ens = selection[split]["regressors"]["ensemble"]
+        assert [m["regressor"] for m in ens["params"]["members"]] in (["ridge", "mlp"], ["mlp", "ridge"])
+        assert selection[split]["selected"] == max(selection[split]["regressors"],
+                                                   key=lambda k: selection[split]["regressors"][k]["oof_r2"])
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
-    assert len(scores) == 4 * 3 * 11  # splits x (ridge, mlp, mean) x targets
+    assert len(scores) == 4 * 4 * 11  # splits x (ridge, mlp, ensemble, mean) x targets
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert set(pred.columns) == {"split", "target", "true", "pred"}

@@ -286,3 +286,20 @@ def test_a_split_identical_to_another_is_refused(tmp_path):
     splits_stage(cfg.model_copy(update={"splits": differ}))
     info = json.loads((tmp_path / "m.json").read_text())
     assert info["size"]["test_rows"] == 6 and info["larger"]["test_rows"] == 12
+
+
+def test_ensemble_simulator_is_the_mean_of_its_members(tmp_path):
+    from stages.mixture_sim.regressors import build
+
+    schema = _final_loss_schema()
+    frame = _linear_table()
+    x, y = arrays(frame, schema)
+    hgb = {"max_iter": 30, "learning_rate": 0.1, "max_leaf_nodes": 7, "min_samples_leaf": 5, "l2_regularization": 0.0}
+    params = {"members": [{"regressor": "ridge", "kind": "ridge", "params": {"alpha": 1.0}},
+                          {"regressor": "hgb", "kind": "hist_gradient_boosting", "params": hgb}]}
+    cfg = _sim_cfg(tmp_path, schema)
+    model, members = fit_simulator(schema, cfg.features, "ensemble", params, x, y, 2, 0)
+    save_simulator(cfg.out_dir, schema_payload(cfg, "ensemble", "ensemble", params, len(frame)), model, members)
+    sim = load_simulator(cfg.out_dir)
+    singles = [build(m["kind"], m["params"], schema, cfg.features, 0).fit(x, y).predict(x) for m in params["members"]]
+    np.testing.assert_allclose(sim.predict(x)[0], np.mean(singles, axis=0), rtol=0, atol=1e-12)

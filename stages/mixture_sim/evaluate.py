@@ -1,7 +1,10 @@
 """Stage `evaluate`: choose each regressor's grid point by CV, score it per split x target.
 
 Selection uses only the cross-validation scores from the sweep (training side); the test side
-is touched once, for the scores reported here. A mean predictor (sklearn ``DummyRegressor``) is
+is touched once, for the scores reported here. Each regressor's grid point is the one with the
+best mean fold R²; regressors are then compared by out-of-fold R² (every training row predicted
+by the fold model that did not see it), and so is ``ensemble``, the equal-weight average of the
+2 or 3 best regressors, whose out-of-fold predictions are the average of theirs. A mean predictor (sklearn ``DummyRegressor``) is
 scored alongside as the floor every simulator must clear. The regressor with the best CV score
 on a split is that split's *selected simulator* (plots and headline numbers use it).
 
@@ -26,6 +29,60 @@ from stages.mixture_sim.splits import arrays, mixture_keys
 from stages.mixture_sim.tableio import read_parquet, write_parquet
 
 BASELINE = "mean"
+ENSEMBLE = "ensemble"
+#: candidate ensembles: the equal-weight average of the k regressors best by out-of-fold R²
+ENSEMBLE_SIZES = (2, 3)
+
+
+def oof_r2(train, schema: TableSchema, oof) -> float:
+    """R² (uniform over targets) of out-of-fold predictions on the training rows."""
+    from sklearn.metrics import r2_score
+
+    _, y = arrays(train, schema)
+    return float(r2_score(y, oof))
+
+
+def oof_predictions(folder: str, split: str, schema: TableSchema):
+    path = Path(folder) / f"{split}.oof.parquet"
+    if not path.exists():
+        return None
+    return read_parquet(path)[[f"pred:{t}" for t in schema.target_names]].to_numpy(dtype=np.float64)
+
+
+def add_ensemble(chosen: dict[str, Any], folders: dict[str, str], frames: dict[str, Any], split: str,
+                 split_dir: str, schema: TableSchema) -> None:
+    """Score every regressor by out-of-fold R² and add the best average of the top 2 or 3 as
+    ``ensemble``; all on training rows. The test predictions of an average are the average of
+    the members' test predictions (each member fitted on the whole training side)."""
+    train = read_parquet(Path(split_dir) / "train.parquet")
+    oof = {label: oof_predictions(folders[label], split, schema) for label in chosen}
+    oof = {k: v for k, v in oof.items() if v is not None}
+    for label, pred in oof.items():
+        chosen[label]["oof_r2"] = oof_r2(train, schema, pred)
+    ranked = sorted(oof, key=lambda k: chosen[k]["oof_r2"], reverse=True)  # stable: spec order breaks ties
+    best = None
+    for k in ENSEMBLE_SIZES:
+        if k > len(ranked):
+            break
+        score = oof_r2(train, schema, np.mean([oof[m] for m in ranked[:k]], axis=0))
+        if best is None or score > best[0]:
+            best = (score, ranked[:k])
+    if best is None:
+        return
+    members = best[1]
+    chosen[ENSEMBLE] = {"kind": "ensemble", "params": {"members": [
+        {"regressor": m, "kind": chosen[m]["kind"], "params": chosen[m]["params"]} for m in members]},
+        "cv_r2": None, "oof_r2": best[0], "point": "+".join(chosen[m]["point"] for m in members)}
+    frame = frames[members[0]].copy()
+    for target in schema.target_names:
+        frame[f"pred:{target}"] = np.mean([frames[m][f"pred:{target}"].to_numpy() for m in members], axis=0)
+    frames[ENSEMBLE] = frame
+
+
+def selection_score(info: dict[str, Any]) -> float:
+    """Out-of-fold R² where the split has CV folds, else the mean fold R²; -inf without CV."""
+    score = info.get("oof_r2", info["cv_r2"])
+    return -math.inf if score is None else score
 
 
 def pick_point(sweep_dirs: list[str], split: str) -> tuple[str, dict[str, Any]]:
@@ -128,15 +185,17 @@ def run(cfg: EvaluateStageConfig) -> None:
     for split, split_dir in ((s.name, s.path) for s in cfg.split_dirs):
         chosen: dict[str, Any] = {}
         frames = {BASELINE: baseline_predictions(split_dir, schema)}
+        folders = {}
         for label, dirs in ((g.regressor, g.points) for g in cfg.sweeps):
             folder, info = pick_point(dirs, split)
             frames[label] = read_parquet(Path(folder) / f"{split}.parquet")
+            folders[label] = folder
             chosen[label] = {"kind": info["kind"], "params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
                              "point": Path(folder).name}
+        add_ensemble(chosen, folders, frames, split, split_dir, schema)
         stats = training_stats(split_dir, schema)
         heldout = heldout_mask(split_dir, frames[BASELINE], schema)
-        ranked = sorted(chosen, key=lambda k: -math.inf if chosen[k]["cv_r2"] is None else chosen[k]["cv_r2"],
-                        reverse=True)
+        ranked = sorted(chosen, key=lambda k: selection_score(chosen[k]), reverse=True)
         selection[split] = {"selected": ranked[0], "regressors": chosen}
         for label, frame in frames.items():
             rows = score_predictions(frame, schema, heldout)
@@ -147,14 +206,16 @@ def run(cfg: EvaluateStageConfig) -> None:
                 long_preds.append(pd.DataFrame({
                     "split": split, "regressor": label, "run": frame[schema.run].to_numpy(),
                     "target": target, "true": frame[target].to_numpy(), "pred": frame[f"pred:{target}"].to_numpy()}))
-        print(f"evaluate {split}: selected {ranked[0]} (cv R2 {chosen[ranked[0]]['cv_r2']})", flush=True)
+        print(f"evaluate {split}: selected {ranked[0]} (CV score {selection_score(chosen[ranked[0]])})", flush=True)
 
     scores = pd.DataFrame(score_rows)
     preds = pd.concat(long_preds, ignore_index=True)
     metrics = {}
     for split in (s.name for s in cfg.split_dirs):
         metrics[split] = {"selected": selection[split]["selected"]}
-        for label in [*(g.regressor for g in cfg.sweeps), BASELINE]:
+        labels = [*(g.regressor for g in cfg.sweeps), *([ENSEMBLE] if ENSEMBLE in selection[split]["regressors"] else []),
+                  BASELINE]
+        for label in labels:
             metrics[split][label] = summarise(scores, split, label, pooled_values[(split, label)])
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()

@@ -82,3 +82,38 @@ def build(kind: str, params: dict[str, Any], schema: TableSchema, features: Feat
         steps.append(("log", ColumnTransformer(transforms, remainder="passthrough")))
     steps += [("scale", StandardScaler()), ("model", base_model(kind, params, seed))]
     return TransformedTargetRegressor(regressor=Pipeline(steps), transformer=StandardScaler())
+
+
+class MeanOfRegressors:
+    """The equal-weight average of fitted regressors' predictions (the `ensemble` simulator).
+
+    A module-level class so a saved simulator pickles; members are full pipelines built by
+    :func:`build`, each with its own preprocessing.
+    """
+
+    def __init__(self, members: list):
+        self.members = members
+
+    @property
+    def n_features_in_(self) -> int:
+        return self.members[0].n_features_in_
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        return np.mean([np.asarray(m.predict(x)).reshape(n, -1) for m in self.members], axis=0)
+
+
+def build_any(kind: str, params: dict[str, Any], schema: TableSchema, features: FeatureSpec, seed: int):
+    """An unfitted estimator for ``kind``, or for ``"ensemble"`` (``params["members"]``: a list of
+    ``{kind, params}``) a callable ``fit(x, y)`` -> :class:`MeanOfRegressors`."""
+    if kind != "ensemble":
+        return build(kind, params, schema, features, seed)
+    return _EnsembleBuilder([build(m["kind"], m["params"], schema, features, seed) for m in params["members"]])
+
+
+class _EnsembleBuilder:
+    def __init__(self, estimators: list):
+        self.estimators = estimators
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MeanOfRegressors:
+        return MeanOfRegressors([e.fit(x, y) for e in self.estimators])

@@ -45,6 +45,17 @@ def _pick(m: dict) -> str:
     return f"{_fmt(m['rank_hit_rate'])} (chance {_fmt(m['rank_chance'])}, {m['rank_comparisons']} picks)"
 
 
+def _cv(info: dict) -> Any:
+    """The selection score: out-of-fold R² where the split has CV folds."""
+    return info.get("oof_r2", info["cv_r2"])
+
+
+def _describe(regressor: str, params: dict) -> str:
+    if "members" in params:
+        return f"`{regressor}`: mean of " + ", ".join(f"`{m['regressor']}` {m['params']}" for m in params["members"])
+    return f"`{regressor}` {params}"
+
+
 def headline_rows(metrics: dict, splits_info: dict, selection: dict) -> list[list[Any]]:
     rows = []
     for split, info in metrics.items():
@@ -52,7 +63,7 @@ def headline_rows(metrics: dict, splits_info: dict, selection: dict) -> list[lis
         m = info[sel]
         rows.append([split, splits_info[split]["train_rows"], splits_info[split]["test_rows"],
                      f"{splits_info[split]['heldout_test_mixtures']}/{splits_info[split]['test_mixtures']}", sel,
-                     selection[split]["regressors"][sel]["cv_r2"], m["pooled_r2"], m["median_r2"],
+                     _cv(selection[split]["regressors"][sel]), m["pooled_r2"], m["median_r2"],
                      m["median_spearman"], m["median_mae"], _pick(m), f"{m['scored_targets']}",
                      info[BASELINE]["pooled_r2"]])
     return rows
@@ -216,7 +227,8 @@ def run(cfg: ReportStageConfig) -> None:
             "",
             "## Per-split scores of the selected simulator",
             "",
-            "The simulator of a split is the regressor (at its best grid point) with the highest grouped CV R² on "
+            "The simulator of a split is the regressor (each at its best grid point by mean fold R²), or `ensemble` "
+            "(the equal-weight average of the 2 or 3 best), with the highest out-of-fold R² of the grouped CV on "
             "that split's training side; test rows are used only for the scores below. Aggregates exclude flagged "
             "targets: *pooled R²* is one R² over every (row, target) pair, each target standardised by the training "
             "side's mean and deviation; the others are medians over targets. *Mixture pick*: among test rows of "
@@ -239,7 +251,7 @@ def run(cfg: ReportStageConfig) -> None:
             "",
             "## The saved simulator",
             "",
-            f"`{sim_info['regressor']}` {sim_info['params']} (selected on split `{sim_info['split']}` by CV R² "
+            f"{_describe(sim_info['regressor'], sim_info['params'])} (selected on split `{sim_info['split']}` by CV R² "
             f"{_fmt(sim_info['cv_r2'])}), "
             f"fitted on that split's {sim_info['train_rows']} training rows, plus {sim_info['members']} bootstrap "
             "refits whose standard deviation is reported as the *spread* of every prediction. Query it with",

@@ -1,7 +1,8 @@
 """Stage `simulator`: the table's queryable simulator, saved as a versioned artifact.
 
-The split's selected regressor (chosen by training-side CV in `evaluate`) is refitted on that
-split's training side, so the split's test scores describe exactly this artifact, plus
+The split's selected regressor (chosen by training-side CV in `evaluate`; possibly the
+``ensemble``, an equal-weight average of the best regressors) is refitted on that split's
+training side, so the split's test scores describe exactly this artifact, plus
 ``members`` bootstrap refits of the same configuration: their spread is how sure the simulator
 is about a prediction (wide where the training mixtures were sparse).
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from harness.io import atomic_path, read_json, write_json
 from stages.mixture_sim.configs import SimulatorStageConfig, TableSchema
-from stages.mixture_sim.regressors import build, single_thread
+from stages.mixture_sim.regressors import build_any, single_thread
 from stages.mixture_sim.splits import arrays
 from stages.mixture_sim.tableio import read_parquet
 
@@ -81,11 +82,11 @@ def fit_simulator(schema: TableSchema, features, kind: str, params: dict, x: np.
     """The main fit and ``members`` bootstrap refits (row resamples drawn from ``seed``)."""
     rng = np.random.default_rng(seed)
     with single_thread():
-        model = build(kind, params, schema, features, seed).fit(x, y)
+        model = build_any(kind, params, schema, features, seed).fit(x, y)
         fits = []
         for i in range(members):
             idx = rng.integers(0, len(x), len(x))
-            fits.append(build(kind, params, schema, features, seed + 1 + i).fit(x[idx], y[idx]))
+            fits.append(build_any(kind, params, schema, features, seed + 1 + i).fit(x[idx], y[idx]))
     return model, fits
 
 
@@ -127,7 +128,8 @@ def run(cfg: SimulatorStageConfig) -> None:
     save_simulator(cfg.out_dir, schema, model, members)
     sim = load_simulator(cfg.out_dir)  # the round trip every user of the artifact relies on
     main, spread = sim.predict(x)
-    write_json(cfg.metrics, {"split": cfg.split, "regressor": label, "params": chosen["params"], "cv_r2": chosen["cv_r2"],
+    write_json(cfg.metrics, {"split": cfg.split, "regressor": label, "params": chosen["params"],
+                             "cv_r2": chosen.get("oof_r2", chosen["cv_r2"]),
                              "train_rows": len(train), "members": cfg.members,
                              "train_spread_median": float(np.median(spread)),
                              "train_max_abs_error": float(np.max(np.abs(main - y)))})
