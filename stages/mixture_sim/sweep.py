@@ -5,7 +5,7 @@ split holds out (``_cv_group``: runs for the random split, sizes for the size sp
 the step split, mixtures for the mixture split), gives the score used to pick the grid point;
 then the pipeline is refitted on the whole training side and predicts the test side. The
 out-of-fold predictions are kept (``<split>.oof.parquet``) so averages of regressors can be
-scored by the same CV. Picking by
+scored by the same CV; fits run single-threaded (``regressors.single_thread``). Picking by
 CV rather than by test score keeps the reported test numbers honest. One DVC stage per grid
 point: adding a value to a grid fits only the new points.
 """
