@@ -232,6 +232,22 @@ def cmd_drift(args) -> int:
     return 0
 
 
+def cmd_study_command(args) -> int:
+    """A command a study provides (``Study.commands``), e.g. ``simulate``: the core only dispatches."""
+    from harness.study import discover_studies, resolve
+
+    studies = discover_studies()
+    if args.study not in studies:
+        print(f"unknown study `{args.study}`; studies: {', '.join(sorted(studies))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    dotted = studies[args.study].commands.get(args.command)
+    if dotted is None:
+        print(f"study `{args.study}` has no `{args.command}` command", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command", "root", "study", "profile")}
+    return int(resolve(dotted)(_root(args), args.profile, options) or 0)
+
+
 def _rtol(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -288,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=_rtol, default=1e-4,
                    help="relative tolerance (default 1e-4); specs may set per-metric ones (drift_tolerance)")
     p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("simulate", help="predict every target of a study's table for new mixtures (saved simulator)")
+    p.add_argument("--study", required=True)
+    p.add_argument("--table", required=True, help="the table whose saved simulator to use")
+    p.add_argument("--input", required=True, help="CSV: one row per mixture, a column per domain (+ other features)")
+    p.add_argument("--output", required=True, help="CSV to write: the input plus a column per target")
+    _profile_arg(p)
+    p.set_defaults(func=cmd_study_command)
 
     try:  # SLURM scheduler subcommands (repro -j, submit, collect) live in their own package
         from harness.slurm.cli import add_subcommands

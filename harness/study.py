@@ -159,6 +159,10 @@ class Study:
     name: str
     spec_model: type[BaseModel]
     plan: Callable[[Any, PlanContext], list[StageDef]]
+    #: study-provided CLI commands: command name -> dotted ``module:function`` taking
+    #: ``(root: Path, profile: str, options: dict)`` and returning an exit code (e.g. ``simulate``);
+    #: the core dispatches to them by name and never imports the study's code itself
+    commands: dict[str, str] = field(default_factory=dict)
 
 
 #: the package whose sub-packages are the shipped studies (``stages/<study>/study.py``)

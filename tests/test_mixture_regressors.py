@@ -11,7 +11,7 @@ from sklearn.dummy import DummyRegressor
 from sklearn.metrics import r2_score
 
 from stages.mixture_sim.configs import (
-    EvaluateStageConfig, FeatureSpec, RandomSplit, SizeAtLeastSplit, SplitsStageConfig, StepAboveSplit,
+    EvaluateStageConfig, FeatureSpec, HeldOutMixtureSplit, RandomSplit, SizeAtLeastSplit, SplitsStageConfig, StepAboveSplit,
     SweepStageConfig, point_id,
 )
 from stages.mixture_sim.evaluate import run as evaluate_stage
@@ -96,7 +96,7 @@ def test_sweep_then_evaluate_selects_by_cv_and_writes_metrics(tmp_path, schema):
     table = smooth_table(schema, n_mixtures=8, seed=2, sizes=[(20e6, 256, 4), (60e6, 512, 8), (1e9, 2048, 16)])
     write_parquet(tmp_path / "table.parquet", table)
     splits = [RandomSplit(name="random"), SizeAtLeastSplit(name="size", threshold=1e9),
-              StepAboveSplit(name="step", threshold=15000)]
+              StepAboveSplit(name="step", threshold=15000), HeldOutMixtureSplit(name="mixture", test_fraction=0.25)]
     split_dirs = {s.name: str(tmp_path / "splits" / s.name) for s in splits}
     splits_stage(SplitsStageConfig(table=schema, table_file=str(tmp_path / "table.parquet"), splits=splits, seed=0,
                                    out_dirs=split_dirs, metrics=str(tmp_path / "splits.json")))
@@ -126,12 +126,21 @@ def test_sweep_then_evaluate_selects_by_cv_and_writes_metrics(tmp_path, schema):
     for split in split_dirs:
         assert metrics[split]["selected"] in ("ridge", "mlp")
         assert set(metrics[split]["mlp"]["targets"]) == set(schema.target_names)
-    for split in ("random", "step"):  # interpolation; "size" extrapolates 60M -> 1B and may fail
-        assert metrics[split]["mlp"]["mean_r2"] > metrics[split]["mean"]["mean_r2"] + 0.5
-    step = metrics["step"]["mlp"]  # late checkpoints of every mixture at one size are comparable
-    assert step["rank_comparisons"] == 3 * 2 * 11  # 3 sizes x 2 held-out steps x 11 targets
-    assert step["rank_chance"] == pytest.approx(1 / 8) and step["rank_hit_rate"] > 1 / 8
+    for split in ("random", "step", "mixture"):  # interpolation; "size" extrapolates 60M -> 1B and may fail
+        assert metrics[split]["mlp"]["pooled_r2"] > metrics[split]["mean"]["pooled_r2"] + 0.5
+        assert metrics[split]["mlp"]["median_r2"] > 0.5 and metrics[split]["mlp"]["scored_targets"] == 11
+    # the step split holds out checkpoints, not mixtures: every test mixture was trained on, so no pick counts
+    assert metrics["step"]["mlp"]["rank_comparisons"] == 0
+    mixture = metrics["mixture"]["mlp"]  # 2 of 8 mixtures held out at every size and step
+    assert mixture["rank_comparisons"] == 3 * 6 * 11  # 3 sizes x 6 steps x 11 targets
+    assert mixture["rank_chance"] == pytest.approx(1 / 2) and mixture["rank_hit_rate"] > 1 / 2
+    # the ensemble (mean of ridge and mlp, the only two) is scored by the same out-of-fold CV
+    for split in split_dirs:
+        ens = selection[split]["regressors"]["ensemble"]
+        assert [m["regressor"] for m in ens["params"]["members"]] in (["ridge", "mlp"], ["mlp", "ridge"])
+        assert selection[split]["selected"] == max(selection[split]["regressors"],
+                                                   key=lambda k: selection[split]["regressors"][k]["oof_r2"])
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
-    assert len(scores) == 3 * 3 * 11  # splits x (ridge, mlp, mean) x targets
+    assert len(scores) == 4 * 4 * 11  # splits x (ridge, mlp, ensemble, mean) x targets
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert set(pred.columns) == {"split", "target", "true", "pred"}

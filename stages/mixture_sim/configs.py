@@ -34,19 +34,28 @@ class TargetSpec(StrictModel):
 
 
 class TableSchema(StrictModel):
-    """Names of every column of the simulator table: one row per (run, checkpoint)."""
+    """Names of every column of the simulator table: one row per (run, checkpoint).
+
+    ``size`` and ``step`` are optional (``null``): a table of final losses only (RegMix's) has
+    neither, and then a run is one row, keyed by ``run`` alone.
+    """
 
     run: str = "run"
-    step: str = "step"
+    step: str | None = "step"
     #: model size in parameters
-    size: str = "model_size"
+    size: str | None = "model_size"
     #: further architecture columns -> what they measure (used when the harness builds the table)
     shape: dict[str, ShapeAttr] = Field(default_factory=lambda: {"d_model": "d_model", "n_heads": "n_heads"})
     #: domain proportion columns: each in [0, 1], summing to 1 per row
     domains: list[str] = Field(..., min_length=2)
     targets: list[TargetSpec] = Field(..., min_length=1)
+    #: a column naming the subset the source put a row in (RegMix's own train/test), if any
+    subset: str | None = None
     #: tolerance on the per-row sum of the proportions
     sum_tolerance: float = Field(1e-6, gt=0, lt=0.1)
+    #: decimals the proportions were rounded to: the sum may then be off by up to
+    #: ``len(domains) * 0.5 * 10**-decimals`` (RegMix: 3 decimals, 17 domains -> 0.0085)
+    decimals: int | None = Field(None, ge=1, le=12)
 
     @field_validator("shape")
     @classmethod
@@ -57,39 +66,83 @@ class TableSchema(StrictModel):
 
     @model_validator(mode="after")
     def _unique(self) -> "TableSchema":
-        names = [self.run, self.step, self.size, *self.shape, *self.domains, *self.target_names]
+        names = [self.run, *self.optional_columns, *self.shape, *self.domains, *self.target_names]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"column names must be unique across run/step/size/shape/domains/targets: {dupes}")
+            raise ValueError(f"column names must be unique across run/step/size/subset/shape/domains/targets: {dupes}")
         return self
+
+    @property
+    def optional_columns(self) -> list[str]:
+        return [c for c in (self.step, self.size, self.subset) if c is not None]
 
     @property
     def target_names(self) -> list[str]:
         return [t.name for t in self.targets]
 
     @property
+    def tolerance(self) -> float:
+        """How far a row's proportions may sum from 1: the declared tolerance, or the rounding's."""
+        rounding = len(self.domains) * 0.5 * 10.0 ** -self.decimals if self.decimals is not None else 0.0
+        return max(self.sum_tolerance, rounding)
+
+    @property
+    def context_columns(self) -> list[str]:
+        """The non-mixture features (size, shape, step): rows equal in these are comparable."""
+        return [c for c in (self.size, *self.shape, self.step) if c is not None]
+
+    @property
     def feature_columns(self) -> list[str]:
         """The regressor inputs, in the seed's order: proportions, size, shape, step."""
-        return [*self.domains, self.size, *self.shape, self.step]
+        return [*self.domains, *self.context_columns]
+
+    @property
+    def key_columns(self) -> list[str]:
+        """What identifies a row: the run, and the checkpoint where the table has steps."""
+        return [self.run] + ([self.step] if self.step is not None else [])
 
     @property
     def columns(self) -> list[str]:
-        return [self.run, *self.feature_columns, *self.target_names]
+        return [self.run, *self.feature_columns, *self.target_names] + ([self.subset] if self.subset else [])
 
 
 # --------------------------------------------------------------------------- table sources
 
 
 class ExternalSource(StrictModel):
-    """A table someone else produced (e.g. the seed's), read by path: CSV or Parquet."""
+    """A table someone else produced (the seed's, RegMix's), read by path: CSV or Parquet.
+
+    Either one file (``path``) or named ``parts``, each a list of files joined column-wise on
+    ``join_on`` (RegMix ships mixtures and losses in separate CSVs, and its train and test
+    mixtures in separate pairs). With parts, the schema's ``subset`` column records each row's
+    part and run ids are ``<part>-<id>`` (RegMix numbers each part from 1).
+    """
 
     kind: Literal["external"] = "external"
-    path: Annotated[str, Dep]
+    path: Annotated[str | None, Dep] = None
+    parts: Annotated[dict[str, list[str]], Dep] = Field(default_factory=dict)
+    #: the column the files of one part share (required with ``parts``)
+    join_on: str | None = None
     format: Literal["auto", "csv", "parquet"] = "auto"
     #: file column -> schema column, applied before anything else
     rename: dict[str, str] = Field(default_factory=dict)
     #: the size column is multiplied by this (the seed records sizes in millions: 1e6)
     size_multiplier: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> "ExternalSource":
+        if (self.path is None) == (not self.parts):
+            raise ValueError("give exactly one of `path` (one file) or `parts` (named lists of files to join)")
+        if self.parts and not self.join_on:
+            raise ValueError("`parts` needs `join_on`: the column their files share")
+        empty = sorted(name for name, files in self.parts.items() if not files)
+        if empty:
+            raise ValueError(f"parts {empty} list no file")
+        return self
+
+    @property
+    def files(self) -> list[str]:
+        return [self.path] if self.path is not None else [f for files in self.parts.values() for f in files]
 
 
 class TrainLoss(StrictModel):
@@ -218,7 +271,26 @@ class LargerThanSplit(_SplitBase):
     threshold: float = Field(..., gt=0)
 
 
-Split = Annotated[Union[RandomSplit, SizeAtLeastSplit, StepAboveSplit, LargerThanSplit], Field(discriminator="kind")]
+class HeldOutMixtureSplit(_SplitBase):
+    """New mixtures: a fraction of the distinct mixtures is held out at every size and step."""
+
+    kind: Literal["heldout_mixture"] = "heldout_mixture"
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+class SubsetSplit(_SplitBase):
+    """The source's own partition: rows whose ``table.subset`` column equals ``test`` are the test side."""
+
+    kind: Literal["subset"] = "subset"
+    test: str = "test"
+
+
+Split = Annotated[Union[RandomSplit, SizeAtLeastSplit, StepAboveSplit, LargerThanSplit, HeldOutMixtureSplit,
+                        SubsetSplit], Field(discriminator="kind")]
+
+#: what each split kind holds out, hence how its model-selection CV groups the training rows
+CV_GROUPING = {"random": "run", "size_at_least": "size", "larger_than": "size", "step_above": "step",
+               "heldout_mixture": "mixture", "subset": "run"}
 
 
 # --------------------------------------------------------------------------- regressors and their grids
@@ -247,6 +319,16 @@ class BoostingGrid(_Grid):
     learning_rate: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.1], min_length=1)
     max_depth: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [3], min_length=1)
     subsample: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [1.0], min_length=1)
+
+
+class HistBoostingGrid(_Grid):
+    """scikit-learn ``HistGradientBoostingRegressor`` (LightGBM's algorithm), one model per target."""
+
+    max_iter: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1000], min_length=1)
+    learning_rate: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=lambda: [0.01], min_length=1)
+    max_leaf_nodes: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [31], min_length=1)
+    min_samples_leaf: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [20], min_length=1)
+    l2_regularization: list[Annotated[float, Field(ge=0)]] = Field(default_factory=lambda: [0.0], min_length=1)
 
 
 class MLPGrid(_Grid):
@@ -280,13 +362,19 @@ class BoostingSpec(_RegressorBase):
     grid: BoostingGrid = BoostingGrid()
 
 
+class HistBoostingSpec(_RegressorBase):
+    kind: Literal["hist_gradient_boosting"] = "hist_gradient_boosting"
+    grid: HistBoostingGrid = HistBoostingGrid()
+
+
 class MLPSpec(_RegressorBase):
     kind: Literal["mlp"] = "mlp"
     grid: MLPGrid = MLPGrid()
 
 
-Regressor = Annotated[Union[RidgeSpec, ForestSpec, BoostingSpec, MLPSpec], Field(discriminator="kind")]
-RegressorKind = Literal["ridge", "random_forest", "gradient_boosting", "mlp"]
+Regressor = Annotated[Union[RidgeSpec, ForestSpec, BoostingSpec, HistBoostingSpec, MLPSpec],
+                      Field(discriminator="kind")]
+RegressorKind = Literal["ridge", "random_forest", "gradient_boosting", "hist_gradient_boosting", "mlp"]
 
 
 def point_id(params: dict[str, Any]) -> str:
@@ -299,6 +387,9 @@ class FeatureSpec(StrictModel):
 
     #: columns log-transformed first (sizes and steps span orders of magnitude)
     log: list[str] = Field(default_factory=list)
+    #: if set, every domain proportion p becomes log(p + offset): a loss moves with the log of a
+    #: domain's share far more than with the share itself (0.001 -> 0.01 matters, 0.5 -> 0.509 not)
+    domain_log_offset: float | None = Field(None, gt=0)
 
 
 # --------------------------------------------------------------------------- stage configs
@@ -413,13 +504,81 @@ class EvaluateStageConfig(StrictModel):
     score_plot: Annotated[str, Plot(x="r2", y="target", template="bar_horizontal")]
 
 
+class SimulatorSpec(StrictModel):
+    """Which fit becomes the table's queryable simulator, and its ensemble."""
+
+    #: the split whose selected simulator (by training CV) is saved, fitted on that split's
+    #: training side, so the split's test scores describe exactly the saved artifact; default: first
+    split: str | None = None
+    #: bootstrap refits of the same configuration whose spread says how sure a prediction is
+    members: int = Field(4, ge=2, le=64)
+
+
+class SearchSpec(StrictModel):
+    """Mixture search: Dirichlet candidates centred on the training mixtures, ranked by the simulator.
+
+    As RegMix does: ``alpha = concentration * mean training mixture`` (+ ``floor`` so no domain
+    is impossible), ``candidates`` draws, the ``top`` best by predicted ``target`` reported with
+    the ensemble's spread; their mean is the recommended mixture.
+    """
+
+    target: str
+    candidates: int = Field(100_000, ge=10)
+    concentration: float = Field(1.0, gt=0)
+    floor: float = Field(1e-3, gt=0)
+    top: int = Field(10, ge=1)
+    #: values of the non-mixture features (size, shape, step) at which to search
+    at: dict[str, float] = Field(default_factory=dict)
+
+
+class ReferenceScores(StrictModel):
+    """Published per-target scores to set beside ours (e.g. RegMix's LightGBM Spearman, in %)."""
+
+    name: str
+    #: which split's test side the published numbers are on
+    split: str
+    spearman_percent: dict[str, float]
+    note: str = ""
+
+
+class SimulatorStageConfig(StrictModel):
+    """Refit the split's selected regressor on its training side (+ bootstrap members); save it."""
+
+    study: str
+    table_name: str
+    table: TableSchema
+    features: FeatureSpec
+    split: str
+    split_dir: Annotated[str, Dep]
+    evaluate_dir: Annotated[str, Dep]
+    members: int
+    seed: int
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+
+
+class SearchStageConfig(StrictModel):
+    table: TableSchema
+    search: SearchSpec
+    table_file: Annotated[str, Dep]
+    simulator_dir: Annotated[str, Dep]
+    seed: int
+    out_dir: Annotated[str, Out]
+    metrics: Annotated[str, Metric]
+
+
 class ReportStageConfig(StrictModel):
+    table_name: str
+    title: str
     table: TableSchema
     table_file: Annotated[str, Dep]
     table_metrics: Annotated[str, Dep]
     splits_metrics: Annotated[str, Dep]
     evaluate_dir: Annotated[str, Dep]
     evaluate_metrics: Annotated[str, Dep]
+    simulator_metrics: Annotated[str, Dep]
+    search_dir: Annotated[str, Dep]
+    reference: ReferenceScores | None = None
     #: the report folder, committed to git
     out_dir: Annotated[str, Committed]
 

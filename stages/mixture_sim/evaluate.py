@@ -1,9 +1,17 @@
 """Stage `evaluate`: choose each regressor's grid point by CV, score it per split x target.
 
 Selection uses only the cross-validation scores from the sweep (training side); the test side
-is touched once, for the scores reported here. A mean predictor (sklearn ``DummyRegressor``) is
+is touched once, for the scores reported here. Each regressor's grid point is the one with the
+best mean fold R²; regressors are then compared by out-of-fold R² (every training row predicted
+by the fold model that did not see it), and so is ``ensemble``, the equal-weight average of the
+2 or 3 best regressors, whose out-of-fold predictions are the average of theirs. A mean predictor (sklearn ``DummyRegressor``) is
 scored alongside as the floor every simulator must clear. The regressor with the best CV score
 on a split is that split's *selected simulator* (plots and headline numbers use it).
+
+Aggregates over targets are the median of each score and a pooled R² over targets standardised
+by the training side; a target constant or saturated on a split's test side is flagged with its
+reason (``scoring.degenerate_reason``) and left out of every aggregate. The mixture pick counts
+only test mixtures absent from training.
 """
 
 from __future__ import annotations
@@ -16,11 +24,65 @@ import numpy as np
 
 from harness.io import atomic_path, read_json, write_csv, write_json
 from stages.mixture_sim.configs import EvaluateStageConfig, TableSchema
-from stages.mixture_sim.scoring import fit_scores, mixture_ranking
-from stages.mixture_sim.splits import arrays
+from stages.mixture_sim.scoring import degenerate_reason, fit_scores, mixture_ranking, pooled_r2
+from stages.mixture_sim.splits import arrays, mixture_keys
 from stages.mixture_sim.tableio import read_parquet, write_parquet
 
 BASELINE = "mean"
+ENSEMBLE = "ensemble"
+#: candidate ensembles: the equal-weight average of the k regressors best by out-of-fold R²
+ENSEMBLE_SIZES = (2, 3)
+
+
+def oof_r2(train, schema: TableSchema, oof) -> float:
+    """R² (uniform over targets) of out-of-fold predictions on the training rows."""
+    from sklearn.metrics import r2_score
+
+    _, y = arrays(train, schema)
+    return float(r2_score(y, oof))
+
+
+def oof_predictions(folder: str, split: str, schema: TableSchema):
+    path = Path(folder) / f"{split}.oof.parquet"
+    if not path.exists():
+        return None
+    return read_parquet(path)[[f"pred:{t}" for t in schema.target_names]].to_numpy(dtype=np.float64)
+
+
+def add_ensemble(chosen: dict[str, Any], folders: dict[str, str], frames: dict[str, Any], split: str,
+                 split_dir: str, schema: TableSchema) -> None:
+    """Score every regressor by out-of-fold R² and add the best average of the top 2 or 3 as
+    ``ensemble``; all on training rows. The test predictions of an average are the average of
+    the members' test predictions (each member fitted on the whole training side)."""
+    train = read_parquet(Path(split_dir) / "train.parquet")
+    oof = {label: oof_predictions(folders[label], split, schema) for label in chosen}
+    oof = {k: v for k, v in oof.items() if v is not None}
+    for label, pred in oof.items():
+        chosen[label]["oof_r2"] = oof_r2(train, schema, pred)
+    ranked = sorted(oof, key=lambda k: chosen[k]["oof_r2"], reverse=True)  # stable: spec order breaks ties
+    best = None
+    for k in ENSEMBLE_SIZES:
+        if k > len(ranked):
+            break
+        score = oof_r2(train, schema, np.mean([oof[m] for m in ranked[:k]], axis=0))
+        if best is None or score > best[0]:
+            best = (score, ranked[:k])
+    if best is None:
+        return
+    members = best[1]
+    chosen[ENSEMBLE] = {"kind": "ensemble", "params": {"members": [
+        {"regressor": m, "kind": chosen[m]["kind"], "params": chosen[m]["params"]} for m in members]},
+        "cv_r2": None, "oof_r2": best[0], "point": "+".join(chosen[m]["point"] for m in members)}
+    frame = frames[members[0]].copy()
+    for target in schema.target_names:
+        frame[f"pred:{target}"] = np.mean([frames[m][f"pred:{target}"].to_numpy() for m in members], axis=0)
+    frames[ENSEMBLE] = frame
+
+
+def selection_score(info: dict[str, Any]) -> float:
+    """Out-of-fold R² where the split has CV folds, else the mean fold R²; -inf without CV."""
+    score = info.get("oof_r2", info["cv_r2"])
+    return -math.inf if score is None else score
 
 
 def pick_point(sweep_dirs: list[str], split: str) -> tuple[str, dict[str, Any]]:
@@ -46,14 +108,37 @@ def baseline_predictions(split_dir: str, schema: TableSchema):
     return predictions_frame(test, schema, model.predict(arrays(test, schema)[0]).reshape(len(test), -1))
 
 
-def score_predictions(frame, schema: TableSchema) -> list[dict[str, Any]]:
+def heldout_mask(split_dir: str, frame, schema: TableSchema) -> np.ndarray:
+    """Test rows whose mixture appears nowhere in the split's training side."""
+    train = read_parquet(Path(split_dir) / "train.parquet")
+    seen = set(mixture_keys(train, schema))
+    return np.array([k not in seen for k in mixture_keys(frame, schema)], dtype=bool)
+
+
+def score_predictions(frame, schema: TableSchema, heldout: np.ndarray | None = None) -> list[dict[str, Any]]:
     rows = []
     for target in schema.targets:
         true, pred = frame[target.name].to_numpy(), frame[f"pred:{target.name}"].to_numpy()
-        ranking = mixture_ranking(frame, schema, true, pred, target.better)
-        rows.append({"target": target.name, **fit_scores(true, pred),
+        ranking = mixture_ranking(frame, schema, true, pred, target.better, heldout)
+        rows.append({"target": target.name, **fit_scores(true, pred), "flag": degenerate_reason(true),
                      **{f"rank_{k}": v for k, v in ranking.items()}})
     return rows
+
+
+def training_stats(split_dir: str, schema: TableSchema) -> tuple[np.ndarray, np.ndarray]:
+    """Per-target mean and standard deviation of the training side (for the pooled R²)."""
+    _, y = arrays(read_parquet(Path(split_dir) / "train.parquet"), schema)
+    return y.mean(axis=0), y.std(axis=0)
+
+
+def pooled(frame, schema: TableSchema, targets: list[str], stats) -> float:
+    if not targets or frame.empty:
+        return math.nan
+    idx = [schema.target_names.index(t) for t in targets]
+    mean, scale = stats
+    true = frame[targets].to_numpy(dtype=np.float64)
+    pred = frame[[f"pred:{t}" for t in targets]].to_numpy(dtype=np.float64)
+    return pooled_r2(true, pred, mean[idx], scale[idx])
 
 
 def _clean(value: Any) -> Any:
@@ -64,19 +149,31 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def summarise(scores, split: str, regressor: str) -> dict[str, Any]:
-    part = scores[(scores.split == split) & (scores.regressor == regressor)]
+def _median(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else math.nan
+
+
+def summarise(scores, split: str, regressor: str, pooled_r2_value: float) -> dict[str, Any]:
+    """Aggregates over the scored targets (flagged ones excluded), plus every target's scores."""
+    every = scores[(scores.split == split) & (scores.regressor == regressor)]
+    part = every[every.flag.isna()]
     groups = int(part.rank_groups.sum())  # comparisons: comparable groups x targets
     return {
-        "mean_r2": float(np.nanmean(part.r2)) if part.r2.notna().any() else math.nan,
+        "scored_targets": len(part),
+        "flagged_targets": {r.target: r.flag for r in every.itertuples() if isinstance(r.flag, str)},
+        "median_r2": _median(part.r2),
+        "pooled_r2": pooled_r2_value,
+        "median_spearman": _median(part.spearman),
         "mean_spearman": float(np.nanmean(part.spearman)) if part.spearman.notna().any() else math.nan,
-        "mean_mae": float(part.mae.mean()),
+        "median_mae": _median(part.mae),
         "rank_hit_rate": float(part.rank_hits.sum() / groups) if groups else math.nan,
         "rank_chance": (float(np.average(part.rank_chance[part.rank_groups > 0],
                                          weights=part.rank_groups[part.rank_groups > 0])) if groups else math.nan),
         "rank_comparisons": groups,
         "targets": {r.target: {"r2": r.r2, "mae": r.mae, "spearman": r.spearman, "rank_hit_rate": r.rank_hit_rate}
-                    for r in part.itertuples()},
+                    for r in every.itertuples()},
     }
 
 
@@ -84,35 +181,42 @@ def run(cfg: EvaluateStageConfig) -> None:
     import pandas as pd
 
     schema = cfg.table
-    score_rows, long_preds, selection = [], [], {}
+    score_rows, long_preds, selection, pooled_values = [], [], {}, {}
     for split, split_dir in ((s.name, s.path) for s in cfg.split_dirs):
         chosen: dict[str, Any] = {}
         frames = {BASELINE: baseline_predictions(split_dir, schema)}
+        folders = {}
         for label, dirs in ((g.regressor, g.points) for g in cfg.sweeps):
             folder, info = pick_point(dirs, split)
             frames[label] = read_parquet(Path(folder) / f"{split}.parquet")
-            chosen[label] = {"params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
+            folders[label] = folder
+            chosen[label] = {"kind": info["kind"], "params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
                              "point": Path(folder).name}
-        ranked = sorted(chosen, key=lambda k: -math.inf if chosen[k]["cv_r2"] is None else chosen[k]["cv_r2"],
-                        reverse=True)
+        add_ensemble(chosen, folders, frames, split, split_dir, schema)
+        stats = training_stats(split_dir, schema)
+        heldout = heldout_mask(split_dir, frames[BASELINE], schema)
+        ranked = sorted(chosen, key=lambda k: selection_score(chosen[k]), reverse=True)
         selection[split] = {"selected": ranked[0], "regressors": chosen}
         for label, frame in frames.items():
-            for row in score_predictions(frame, schema):
-                score_rows.append({"split": split, "regressor": label, **row})
+            rows = score_predictions(frame, schema, heldout)
+            score_rows += [{"split": split, "regressor": label, **row} for row in rows]
+            pooled_values[(split, label)] = pooled(frame, schema, [r["target"] for r in rows if r["flag"] is None],
+                                                   stats)
             for target in schema.target_names:
                 long_preds.append(pd.DataFrame({
                     "split": split, "regressor": label, "run": frame[schema.run].to_numpy(),
-                    "step": frame[schema.step].to_numpy(), "size": frame[schema.size].to_numpy(),
                     "target": target, "true": frame[target].to_numpy(), "pred": frame[f"pred:{target}"].to_numpy()}))
-        print(f"evaluate {split}: selected {ranked[0]} (cv R2 {chosen[ranked[0]]['cv_r2']})", flush=True)
+        print(f"evaluate {split}: selected {ranked[0]} (CV score {selection_score(chosen[ranked[0]])})", flush=True)
 
     scores = pd.DataFrame(score_rows)
     preds = pd.concat(long_preds, ignore_index=True)
     metrics = {}
     for split in (s.name for s in cfg.split_dirs):
         metrics[split] = {"selected": selection[split]["selected"]}
-        for label in [*(g.regressor for g in cfg.sweeps), BASELINE]:
-            metrics[split][label] = summarise(scores, split, label)
+        labels = [*(g.regressor for g in cfg.sweeps), *([ENSEMBLE] if ENSEMBLE in selection[split]["regressors"] else []),
+                  BASELINE]
+        for label in labels:
+            metrics[split][label] = summarise(scores, split, label, pooled_values[(split, label)])
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
         write_csv(tmp / "scores.csv", scores)

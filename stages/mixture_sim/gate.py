@@ -31,12 +31,15 @@ def table_expectations(schema: TableSchema) -> list[ExpectationSpec]:
     for column in schema.domains:
         out.append(expect("ExpectColumnValuesToBeBetween", column=column, min_value=0.0, max_value=1.0))
     out.append(expect("ExpectColumnValuesToBeBetween", column=SUM_COLUMN,
-                      min_value=1.0 - schema.sum_tolerance, max_value=1.0 + schema.sum_tolerance))
-    for column in [schema.size, *schema.shape, schema.step]:
+                      min_value=1.0 - schema.tolerance, max_value=1.0 + schema.tolerance))
+    for column in schema.context_columns:
         out.append(expect("ExpectColumnValuesToBeBetween", column=column, min_value=0, strict_min=True))
     for column in schema.target_names:
         out.append(expect("ExpectColumnValuesToBeBetween", column=column, min_value=-HUGE, max_value=HUGE))
-    out.append(expect("ExpectCompoundColumnsToBeUnique", column_list=[schema.run, schema.step]))
+    if len(schema.key_columns) > 1:
+        out.append(expect("ExpectCompoundColumnsToBeUnique", column_list=schema.key_columns))
+    else:
+        out.append(expect("ExpectColumnValuesToBeUnique", column=schema.run))
     return out
 
 

@@ -31,11 +31,33 @@ def base_model(kind: str, params: dict[str, Any], seed: int):
         from sklearn.multioutput import MultiOutputRegressor
 
         return MultiOutputRegressor(GradientBoostingRegressor(**params, random_state=seed))
+    if kind == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingRegressor
+        from sklearn.multioutput import MultiOutputRegressor
+
+        # a fixed number of rounds: early stopping would carve its validation set out of the fold
+        return MultiOutputRegressor(HistGradientBoostingRegressor(**params, early_stopping=False, random_state=seed))
     if kind == "mlp":
         from stages.mixture_sim.mlp import TorchMLPRegressor
 
         return TorchMLPRegressor(**{**params, "hidden": tuple(params["hidden"])}, seed=seed)
     raise ValueError(f"unknown regressor kind {kind!r}")
+
+
+def _log_offset(x: np.ndarray, offset: float) -> np.ndarray:
+    """log(p + offset): a module-level function so a fitted pipeline pickles."""
+    return np.log(np.asarray(x, dtype=np.float64) + offset)
+
+
+def single_thread():
+    """Context: OpenMP/BLAS pools at one thread (HistGradientBoosting, numpy), as the stage resources say.
+
+    Why: the smoke stages run side by side on two cores; oversubscribed OpenMP pools are many
+    times slower there, and one thread keeps float sums in one order on every machine.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def build(kind: str, params: dict[str, Any], schema: TableSchema, features: FeatureSpec, seed: int):
@@ -47,8 +69,51 @@ def build(kind: str, params: dict[str, Any], schema: TableSchema, features: Feat
     columns = schema.feature_columns
     log_idx = [columns.index(c) for c in features.log]
     steps = []
+    transforms = []
     if log_idx:
-        steps.append(("log", ColumnTransformer([("log", FunctionTransformer(np.log), log_idx)],
-                                               remainder="passthrough")))
+        transforms.append(("log", FunctionTransformer(np.log), log_idx))
+    if features.domain_log_offset is not None:
+        offset = features.domain_log_offset
+        transforms.append(("domain_log", FunctionTransformer(np.log1p, kw_args=None) if offset == 1.0 else
+                           FunctionTransformer(_log_offset, kw_args={"offset": offset}),
+                           [columns.index(c) for c in schema.domains]))
+    if transforms:
+        # ColumnTransformer puts transformed columns first: a fixed, schema-derived order
+        steps.append(("log", ColumnTransformer(transforms, remainder="passthrough")))
     steps += [("scale", StandardScaler()), ("model", base_model(kind, params, seed))]
     return TransformedTargetRegressor(regressor=Pipeline(steps), transformer=StandardScaler())
+
+
+class MeanOfRegressors:
+    """The equal-weight average of fitted regressors' predictions (the `ensemble` simulator).
+
+    A module-level class so a saved simulator pickles; members are full pipelines built by
+    :func:`build`, each with its own preprocessing.
+    """
+
+    def __init__(self, members: list):
+        self.members = members
+
+    @property
+    def n_features_in_(self) -> int:
+        return self.members[0].n_features_in_
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        return np.mean([np.asarray(m.predict(x)).reshape(n, -1) for m in self.members], axis=0)
+
+
+def build_any(kind: str, params: dict[str, Any], schema: TableSchema, features: FeatureSpec, seed: int):
+    """An unfitted estimator for ``kind``, or for ``"ensemble"`` (``params["members"]``: a list of
+    ``{kind, params}``) a callable ``fit(x, y)`` -> :class:`MeanOfRegressors`."""
+    if kind != "ensemble":
+        return build(kind, params, schema, features, seed)
+    return _EnsembleBuilder([build(m["kind"], m["params"], schema, features, seed) for m in params["members"]])
+
+
+class _EnsembleBuilder:
+    def __init__(self, estimators: list):
+        self.estimators = estimators
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MeanOfRegressors:
+        return MeanOfRegressors([e.fit(x, y) for e in self.estimators])

@@ -23,7 +23,7 @@ def load_table(cfg: TableStageConfig):
 
 def run(cfg: TableStageConfig) -> None:
     frame = load_table(cfg)
-    origin = cfg.source.path if cfg.source is not None else f"{len(cfg.run_files)} generated runs"
+    origin = ", ".join(cfg.source.files) if cfg.source is not None else f"{len(cfg.run_files)} generated runs"
     print(f"table: {len(frame)} rows from {origin}; validating", flush=True)
     if cfg.table.run in frame.columns:  # run ids are strings; a missing id stays missing for the gate
         run_col = frame[cfg.table.run]
@@ -32,13 +32,16 @@ def run(cfg: TableStageConfig) -> None:
     table = normalise(frame[cfg.table.columns], cfg.table)
     write_parquet(cfg.out, table)
     write_json(cfg.gate_report, report)
-    write_json(cfg.metrics, {
-        "rows": len(table),
-        "runs": int(table[cfg.table.run].nunique()),
-        "sizes": int(table[cfg.table.size].nunique()),
-        "size_range": [float(table[cfg.table.size].min()), float(table[cfg.table.size].max())],
-        "steps": int(table[cfg.table.step].nunique()),
-        "step_range": [float(table[cfg.table.step].min()), float(table[cfg.table.step].max())],
-        "expectations_passed": len(report["expectations"]),
-    })
+    from stages.mixture_sim.splits import mixture_keys
+
+    metrics = {"rows": len(table), "runs": int(table[cfg.table.run].nunique()),
+               "mixtures": len(set(mixture_keys(table, cfg.table))), "domains": len(cfg.table.domains),
+               "targets": len(cfg.table.targets), "expectations_passed": len(report["expectations"])}
+    for what, column in (("size", cfg.table.size), ("step", cfg.table.step)):
+        if column is not None:
+            metrics[f"{what}s"] = int(table[column].nunique())
+            metrics[f"{what}_range"] = [float(table[column].min()), float(table[column].max())]
+    if cfg.table.subset is not None:
+        metrics["subsets"] = {str(k): int(v) for k, v in table[cfg.table.subset].value_counts().sort_index().items()}
+    write_json(cfg.metrics, metrics)
     print(f"table: {len(table)} rows, {table[cfg.table.run].nunique()} runs passed the gate", flush=True)

@@ -29,7 +29,36 @@ def normalise(frame, schema: TableSchema):
     """String run ids and a stable (run, step) order, so identical tables are identical bytes."""
     frame = frame.copy()
     frame[schema.run] = frame[schema.run].astype(str)
-    return frame.sort_values([schema.run, schema.step], kind="mergesort").reset_index(drop=True)
+    return frame.sort_values(schema.key_columns, kind="mergesort").reset_index(drop=True)
+
+
+def _read_one(path: str | Path, format: str):
+    import pandas as pd
+
+    path = Path(path)
+    fmt = format if format != "auto" else ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
+    return pd.read_parquet(path, engine="pyarrow") if fmt == "parquet" else pd.read_csv(path)
+
+
+def _read_part(name: str, files: list[str], source: ExternalSource, schema: TableSchema):
+    """The files of one part joined on ``join_on``; the run id is ``<part>-<id>``.
+
+    An inner join would silently drop a row missing from one file; the join is ``outer`` so such
+    a row arrives with NaNs and the gate names it. A key repeated within a file yields repeated
+    run ids, which the gate's uniqueness expectation names.
+    """
+    key = source.join_on
+    frame = None
+    for path in files:
+        part = _read_one(path, source.format)
+        if key not in part.columns:
+            raise ValueError(f"{path}: no join column `{key}` (columns: {list(part.columns)[:8]} ...)")
+        frame = part if frame is None else frame.merge(part, on=key, how="outer")
+    frame = frame.copy()
+    frame[schema.run] = [f"{name}-{v}" for v in frame[key]]
+    if schema.subset is not None:
+        frame[schema.subset] = name
+    return frame
 
 
 def read_external(source: ExternalSource, schema: TableSchema):
@@ -41,9 +70,11 @@ def read_external(source: ExternalSource, schema: TableSchema):
     """
     import pandas as pd
 
-    path = Path(source.path)
-    fmt = source.format if source.format != "auto" else ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
-    frame = pd.read_parquet(path, engine="pyarrow") if fmt == "parquet" else pd.read_csv(path)
+    if source.path is not None:
+        frame = _read_one(source.path, source.format)
+    else:
+        frame = pd.concat([_read_part(name, files, source, schema) for name, files in source.parts.items()],
+                          ignore_index=True)
     frame = frame.rename(columns=source.rename)
     if schema.size in frame.columns and source.size_multiplier != 1.0:
         frame[schema.size] = frame[schema.size] * source.size_multiplier
