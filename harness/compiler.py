@@ -54,6 +54,11 @@ def traces_dir(profile: str) -> str:
     return f"work/{profile_prefix(profile)}_harness/traces"
 
 
+def stamps_dir(profile: str) -> str:
+    """Where ``harness run`` stamps the deps a stage started with (:mod:`harness.depstamp`)."""
+    return f"work/{profile_prefix(profile)}_harness/stamps"
+
+
 def config_file(profile: str, stage: str) -> str:
     """Where check-params writes a stage's config: the stage's only view of the spec."""
     return f"{configs_dir(profile)}/{stage}.json"

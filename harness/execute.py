@@ -58,12 +58,22 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     os.environ["HARNESS_PROFILE"] = profile  # harness.provenance reads it for report headers
     install_signal_handlers()
     print(f"[harness] {name}: {func} (config: {source})", flush=True)
+    from harness import depstamp
+
+    started_with = depstamp.record_start(root, name, profile)
     t0 = time.perf_counter()
     try:
         resolve(func)(config)
     except BaseException:
         restore_committed_outputs(root, name, profile, config)
         raise
+    moved = depstamp.changed(started_with, depstamp.stamp(depstamp.stage_deps(root, name, profile)), root)
+    if moved:
+        from harness.spec import SpecError
+
+        # the outputs came from the old inputs: exiting non-zero keeps DVC from recording them
+        raise SpecError([f"{name}: inputs changed while the stage ran ({', '.join(moved[:5])}"
+                         f"{' ...' if len(moved) > 5 else ''}); its outputs are not recorded: rerun it"])
     print(f"[harness] {name}: done in {time.perf_counter() - t0:.1f}s", flush=True)
     if before is not None:
         _write_trace(root, name, profile, before)

@@ -124,6 +124,8 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
     """
     from dvc.dvcfile import PROJECT_FILE, load_file
 
+    from harness import depstamp
+
     errors: dict[str, str] = {}
     if not names:
         return errors
@@ -139,6 +141,11 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
             stages = dvcfile.stages
             done = []
             for name, stage_name in items:
+                moved = depstamp.changed_since_start(root, stage_name, depstamp.profile_of(path))
+                if moved:  # DVC would hash the new inputs and record them as the ones that ran
+                    errors[name] = (f"inputs changed after the stage started ({', '.join(moved[:5])}"
+                                    f"{' ...' if len(moved) > 5 else ''}); not recorded, so it stays stale: rerun it")
+                    continue
                 try:
                     stage = stages[stage_name]
                     stage.save()
