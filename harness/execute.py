@@ -42,6 +42,7 @@ def load_stage_config(root: Path, name: str, profile: str) -> tuple[str, Any, st
 
 def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     """Run one stage in this process and return 0; exceptions propagate to the CLI."""
+    from harness import depstamp  # machinery: imported before the trace's "before" snapshot
     from harness.runtime import STAGE_ENV, install_signal_handlers
     from harness.study import resolve
 
@@ -58,8 +59,6 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     os.environ["HARNESS_PROFILE"] = profile  # harness.provenance reads it for report headers
     install_signal_handlers()
     print(f"[harness] {name}: {func} (config: {source})", flush=True)
-    from harness import depstamp
-
     started_with = depstamp.record_start(root, name, profile)
     t0 = time.perf_counter()
     try:

@@ -18,9 +18,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PHASE1 = "metrics/param_alloc/phase1/e25_g2_0.json"
-EVALUATE = "metrics/mixture_sim/evaluate.json"
-R2_KEY = ("larger", "gradient_boosting", "mean_r2")
-MAE_KEY = ("larger", "gradient_boosting", "mean_mae")
+EVALUATE = "metrics/mixture_sim/generated/evaluate.json"
+R2_KEY = ("random", "gradient_boosting", "median_r2")
+MAE_KEY = ("random", "gradient_boosting", "median_mae")
 
 
 def git(root: Path, *args: str) -> None:
@@ -135,7 +135,7 @@ def test_missing_and_uncommitted_files_are_drift(project: Path):
 
 
 def test_per_metric_tolerance_admits_only_that_metric(tmp_path: Path):
-    pattern = f"{EVALUATE}:*.mean_r2"
+    pattern = f"{EVALUATE}:*.median_r2"
     root = make_project(tmp_path / "tol", tolerance={pattern: 1e-2})
     edit_json(root / EVALUATE, R2_KEY, 1 + 3e-3)  # within the declared 1e-2, far beyond 1e-4
     proc = drift(root)
@@ -146,20 +146,20 @@ def test_per_metric_tolerance_admits_only_that_metric(tmp_path: Path):
     edit_json(root / EVALUATE, MAE_KEY, 1 + 3e-3)  # the same change elsewhere is still drift
     proc = drift(root)
     assert proc.returncode == 1
-    assert "mean_mae" in proc.stderr and "mean_r2" not in proc.stderr
+    assert "median_mae" in proc.stderr and "median_r2" not in proc.stderr
 
     edit_json(root / EVALUATE, MAE_KEY, 1 / (1 + 3e-3))
     edit_json(root / EVALUATE, R2_KEY, 1 + 5e-2)  # beyond the loosened tolerance: drift
     proc = drift(root)
-    assert proc.returncode == 1 and "mean_r2" in proc.stderr and "(rtol 0.01 from specs/mixture_sim.yaml)" in proc.stderr
+    assert proc.returncode == 1 and "median_r2" in proc.stderr and "(rtol 0.01 from specs/mixture_sim.yaml)" in proc.stderr
 
 
 @pytest.mark.parametrize("tolerance, message", [
-    ({f"{EVALUATE}:*.mean_r2": 1.5}, "rtol must be > 0 and < 1"),
-    ({f"{EVALUATE}:*.mean_r2": 0.0}, "rtol must be > 0 and < 1"),
+    ({f"{EVALUATE}:*.median_r2": 1.5}, "rtol must be > 0 and < 1"),
+    ({f"{EVALUATE}:*.median_r2": 0.0}, "rtol must be > 0 and < 1"),
     ({f"{EVALUATE}:*": 1e-2}, "bare wildcard"),
     ({f"{PHASE1}:dev_ppl": 1e-2}, "this study's metrics"),
-    ({"metrics/mixture_sim/evaluate.json": 1e-2}, "expected '<metrics file glob>:<flattened key glob>'"),
+    ({"metrics/mixture_sim/generated/evaluate.json": 1e-2}, "expected '<metrics file glob>:<flattened key glob>'"),
 ])
 def test_invalid_tolerances_are_spec_errors(tmp_path: Path, tolerance, message):
     root = make_project(tmp_path / "bad", tolerance=tolerance)
