@@ -159,7 +159,9 @@ def cmd_run(args) -> int:
     die_with_parent()
     if os.environ.get("DVC_ROOT") and not os.environ.get(OWNER_ENV):  # started by `dvc repro`
         check_project_free(root)
-    if runner != "local":  # the job it submits runs `harness run` locally and takes the stage lock there
+    # the job it submits runs `harness run` locally and takes the stage lock there; of a torchrun
+    # group only rank 0 takes it (the other ranks are the same stage run, not a second one)
+    if runner != "local" or os.environ.get("RANK", "0") != "0":
         return _run_stage(args, root, runner)
     with hold(stage_lock_path(root, args.profile, args.stage), f"stage {args.stage} ({args.profile})"):
         return _run_stage(args, root, runner)
