@@ -68,11 +68,13 @@ def _file(root: Path, name: str, profile: str) -> Path:
 
 def record_start(root: Path, name: str, profile: str) -> dict[str, list[int] | None]:
     """Stamp the stage's deps now and keep the stamps beside the traces; returns them."""
-    stamps = stamp(stage_deps(root, name, profile))
+    deps = stage_deps(root, name, profile)
+    stamps = stamp(deps)
     path = _file(root, name, profile)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(stamps) + "\n")
+    # the dep list is kept too: the recorder re-stamps it without re-parsing dvc.yaml per stage
+    tmp.write_text(json.dumps({"deps": [str(d) for d in deps], "stamps": stamps}) + "\n")
     os.replace(tmp, path)
     return stamps
 
@@ -86,10 +88,11 @@ def changed(before: dict[str, list[int] | None], after: dict[str, list[int] | No
 def changed_since_start(root: Path, name: str, profile: str) -> list[str] | None:
     """Deps that changed since the stage's last ``harness run`` started; ``None``: no stamp."""
     try:
-        before = json.loads(_file(root, name, profile).read_text())
-    except (OSError, ValueError):
+        saved = json.loads(_file(root, name, profile).read_text())
+        deps, before = [Path(d) for d in saved["deps"]], saved["stamps"]
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return changed(before, stamp(stage_deps(root, name, profile)), root)
+    return changed(before, stamp(deps), root)
 
 
 def profile_of(dvcyaml: str) -> str:

@@ -59,14 +59,14 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     os.environ["HARNESS_PROFILE"] = profile  # harness.provenance reads it for report headers
     install_signal_handlers()
     print(f"[harness] {name}: {func} (config: {source})", flush=True)
-    started_with = depstamp.record_start(root, name, profile)
+    depstamp.record_start(root, name, profile)
     t0 = time.perf_counter()
     try:
         resolve(func)(config)
     except BaseException:
         restore_committed_outputs(root, name, profile, config)
         raise
-    moved = depstamp.changed(started_with, depstamp.stamp(depstamp.stage_deps(root, name, profile)), root)
+    moved = depstamp.changed_since_start(root, name, profile)
     if moved:
         from harness.spec import SpecError
 
