@@ -160,6 +160,63 @@ def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]
     return node
 
 
+def _expanded_count(node: Any, memo: dict[int, int], cap: int) -> int:
+    """How many values ``node`` expands to, aliases included, counting each shared node once
+    (memo by identity): an alias bomb is sized in microseconds, before anything is expanded."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if not isinstance(node, (CommentedMap, CommentedSeq)):
+        return 1
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = cap + 1  # a recursive alias counts as too large
+    children = node.values() if isinstance(node, CommentedMap) else node
+    total = 1
+    for child in children:
+        total += _expanded_count(child, memo, cap)
+        if total > cap:
+            break
+    memo[id(node)] = min(total, cap + 1)
+    return memo[id(node)]
+
+
+def _refuse_expansion(raw: Any, cap: int) -> None:
+    """Raise ``_TooLarge`` at the path where the expansion of ``raw`` passes ``cap`` values: the
+    path the value-by-value conversion would stop at, found by descending into the child whose
+    running total crosses the budget."""
+    from ruamel.yaml.comments import CommentedMap
+
+    memo: dict[int, int] = {}
+    if _expanded_count(raw, memo, cap) <= cap:
+        return
+    node, path, left = raw, (), cap - 1
+    while True:
+        items = list(node.items()) if isinstance(node, CommentedMap) else list(enumerate(node))
+        for key, child in items:
+            size = _expanded_count(child, memo, cap)
+            if size > left:
+                node, path, left = child, path + (str(key) if isinstance(node, CommentedMap) else key,), left - 1
+                break
+            left -= size
+        else:
+            raise _TooLarge(path)
+        if _expanded_count(node, memo, cap) == 1:
+            raise _TooLarge(path)
+
+
+def _position_in(raw: Any, path: SpecPath) -> tuple[int, int]:
+    """1-based (line, col) of the deepest key along ``path`` in the composed document."""
+    found, node = (1, 1), raw
+    for key in path:
+        try:
+            line, col = node.lc.key(key) if isinstance(key, str) else node.lc.item(key)
+            found, node = (line + 1, col + 1), node[key]
+        except (KeyError, TypeError, AttributeError, IndexError):
+            break
+    return found
+
+
 #: a spec or params.yaml larger than this is refused before YAML parses it (real specs are a
 #: few KB; a 50 MB file is a mistake, and parsing it costs minutes and gigabytes)
 MAX_SPEC_BYTES = 1 << 20
@@ -227,9 +284,10 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
         raise SpecError([f"{shown}:1:1: <document>: nested too deeply to be a spec"]) from None
     budget = [MAX_SPEC_NODES]
     try:
+        _refuse_expansion(raw, MAX_SPEC_NODES)
         plain = _plain(raw, (), positions, budget)
     except _TooLarge as exc:
-        line, col = positions.get(exc.path, (1, 1))
+        line, col = positions.get(exc.path) or _position_in(raw, exc.path)
         raise SpecError([f"{shown}:{line}:{col}: <document>: expands to more than {MAX_SPEC_NODES:,} values "
                          f"(nested aliases?); refused near {'.'.join(map(str, exc.path)) or '<root>'}"]) from None
     except RecursionError:
