@@ -168,3 +168,31 @@ def test_cpu_budget_and_a_stage_bigger_than_the_budget_runs_alone(tmp_path):
         assert spans[other][1] <= spans["big"][0] or spans[other][0] >= spans["big"][1]
     threads = {n: (tmp_path / f"{n}.threads").read_text().strip() for n in names}
     assert threads == {"s1": "1", "s2": "1", "big": "2", "s3": "1"}  # OMP_NUM_THREADS = granted cpus
+
+
+def test_a_rerun_upstream_with_identical_outputs_reruns_nothing_below_it(tmp_path, reference):
+    """A comment added to the spec changes check-params' input (the specs folder), not its
+    outputs (the stage configs): as with ``dvc repro``, only check-params reruns; the four stages
+    below it are asked about again once it has run, found unchanged, and not rerun."""
+    proj = project(tmp_path / "p", DIAMOND)
+    proj.run(["harness", "repro", "-j", "2"])
+    lock_before = proj.lock()
+    spec = proj.root / "specs" / "slurm_selftest.yaml"
+    spec.write_text(spec.read_text() + "# a comment changes no stage\n")
+    status = proj.run(["dvc", "status"]).stdout
+    assert "check-params" in status and SOURCE not in status  # DVC itself sees only check-params
+    proc = proj.run(["harness", "repro", "-j", "2"])
+    assert "5 stale stage(s)" in proc.stdout  # planned: check-params and everything below it
+    assert "start  check-params" in proc.stdout
+    for stage in (SOURCE, B, C, JOIN):
+        assert f"skip   {stage}: inputs unchanged" in proc.stdout, proc.stdout
+        assert f"start  {stage}" not in proc.stdout
+    assert "1 recorded, 4 not rerun (inputs unchanged), 0 failed" in proc.stdout, proc.stdout
+    assert "Data and pipelines are up to date" in proj.run(["dvc", "status"]).stdout
+    lock_after = proj.lock()
+    assert lock_after != lock_before  # check-params' specs hash moved, nothing else did
+    ref = project(tmp_path / "q", DIAMOND)  # the same edit through plain dvc repro: the same lock
+    ref.run(["dvc", "repro"])
+    (ref.root / "specs" / "slurm_selftest.yaml").write_text(spec.read_text())
+    ref.run(["dvc", "repro"])
+    assert ref.lock() == lock_after

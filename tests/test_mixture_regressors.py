@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,7 +125,7 @@ def test_sweep_then_evaluate_selects_by_cv_and_writes_metrics(tmp_path, schema):
     metrics = json.loads((tmp_path / "evaluate.json").read_text())
     assert set(metrics) == set(split_dirs)
     for split in split_dirs:
-        assert metrics[split]["selected"] in ("ridge", "mlp")
+        assert metrics[split]["selected"] in ("ridge", "mlp", "ensemble", "per_target")
         assert set(metrics[split]["mlp"]["targets"]) == set(schema.target_names)
     for split in ("random", "step", "mixture"):  # interpolation; "size" extrapolates 60M -> 1B and may fail
         assert metrics[split]["mlp"]["pooled_r2"] > metrics[split]["mean"]["pooled_r2"] + 0.5
@@ -138,9 +139,23 @@ def test_sweep_then_evaluate_selects_by_cv_and_writes_metrics(tmp_path, schema):
     for split in split_dirs:
         ens = selection[split]["regressors"]["ensemble"]
         assert [m["regressor"] for m in ens["params"]["members"]] in (["ridge", "mlp"], ["mlp", "ridge"])
-        assert selection[split]["selected"] == max(selection[split]["regressors"],
-                                                   key=lambda k: selection[split]["regressors"][k]["oof_r2"])
+        regs = selection[split]["regressors"]  # the best out-of-fold R² (ties: the simpler, listed first)
+        assert regs[selection[split]["selected"]]["oof_r2"] == max(r["oof_r2"] for r in regs.values())
+    # per_target: each target's choice is the candidate (ridge, mlp, their mean) best by its own
+    # out-of-fold R², recomputed here from the sweep's out-of-fold predictions
+    from sklearn.metrics import r2_score
+
+    for split, split_dir in split_dirs.items():
+        per = selection[split]["regressors"]["per_target"]
+        train_y = pd.read_parquet(Path(split_dir) / "train.parquet")
+        oof = {label: pd.read_parquet(Path(folder) / f"{split}.oof.parquet")
+               for label, folder in ((g, next(d for d in sweeps[g] if Path(d).name == selection[split]["regressors"][g]["point"]))
+                                     for g in ("ridge", "mlp"))}
+        for target, combo in per["params"]["targets"].items():
+            cands = {c: r2_score(train_y[target], np.mean([oof[m][f"pred:{target}"] for m in c], axis=0))
+                     for c in (("ridge",), ("mlp",), ("ridge", "mlp"))}
+            assert tuple(combo) == max(cands, key=cands.get), (split, target, cands)
     scores = pd.read_csv(tmp_path / "eval" / "scores.csv")
-    assert len(scores) == 4 * 4 * 11  # splits x (ridge, mlp, ensemble, mean) x targets
+    assert len(scores) == 4 * 5 * 11  # splits x (ridge, mlp, ensemble, per_target, mean) x targets
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert set(pred.columns) == {"split", "target", "true", "pred"}

@@ -303,3 +303,28 @@ def test_ensemble_simulator_is_the_mean_of_its_members(tmp_path):
     sim = load_simulator(cfg.out_dir)
     singles = [build(m["kind"], m["params"], schema, cfg.features, 0).fit(x, y).predict(x) for m in params["members"]]
     np.testing.assert_allclose(sim.predict(x)[0], np.mean(singles, axis=0), rtol=0, atol=1e-12)
+
+
+def test_per_target_simulator_takes_each_column_from_its_own_choice(tmp_path):
+    from stages.mixture_sim.regressors import build
+
+    schema = _final_loss_schema()
+    frame = _linear_table()
+    x, y = arrays(frame, schema)
+    hgb = {"max_iter": 30, "learning_rate": 0.1, "max_leaf_nodes": 7, "min_samples_leaf": 5, "l2_regularization": 0.0}
+    members = [{"regressor": "ridge", "kind": "ridge", "params": {"alpha": 1.0}},
+               {"regressor": "hgb", "kind": "hist_gradient_boosting", "params": hgb}]
+    combos = [["ridge"], ["hgb"], ["ridge", "hgb"]]
+    targets = {t: combos[j % 3] for j, t in enumerate(schema.target_names)}
+    params = {"members": members, "targets": targets}
+    cfg = _sim_cfg(tmp_path, schema)
+    model, boot = fit_simulator(schema, cfg.features, "per_target", params, x, y, 2, 0)
+    save_simulator(cfg.out_dir, schema_payload(cfg, "per_target", "per_target", params, len(frame)), model, boot)
+    sim = load_simulator(cfg.out_dir)
+    single = {m["regressor"]: build(m["kind"], m["params"], schema, cfg.features, 0).fit(x, y).predict(x).reshape(len(x), -1)
+              for m in members}
+    got = sim.predict(x)[0]
+    for j, t in enumerate(schema.target_names):
+        np.testing.assert_allclose(got[:, j], np.mean([single[m][:, j] for m in targets[t]], axis=0), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="no regressor for target"):
+        fit_simulator(schema, cfg.features, "per_target", {"members": members, "targets": {}}, x, y, 0, 0)

@@ -91,16 +91,26 @@ def changed_stages(root: Path) -> set[str]:
         return set(repo.status())
 
 
-def stale_stages(root: Path, pipeline: dict[str, PipelineStage]) -> list[str]:
+def changed_among(root: Path, names: list[str]) -> set[str]:
+    """Which of ``names`` DVC's status reports as changed now (each stage alone, no upstream)."""
+    if not names:
+        return set()
+    with _open(root) as repo:
+        return set(repo.status(targets=list(names)))
+
+
+def stale_stages(root: Path, pipeline: dict[str, PipelineStage],
+                 changed: set[str] | None = None) -> list[str]:
     """Changed stages plus everything downstream of them, in the pipeline's order.
 
     Downstream stages are included even though DVC's status cannot yet see them as changed (their
     inputs are upstream outputs that have not been rebuilt yet): ``dvc repro`` would rerun them
-    once those outputs change. (When a rebuilt output comes out byte-identical, ``dvc repro``
-    would skip the stage below it; here it reruns and, being deterministic, records the same
-    lock entry.) Frozen stages are skipped, as ``dvc repro`` skips them.
+    once those outputs change. When a rebuilt output comes out byte-identical, ``dvc repro``
+    skips the stage below it; so does the local runner, which asks DVC again (``changed_among``)
+    once a downstream-only stage's upstreams are done. Frozen stages are skipped, as ``dvc
+    repro`` skips them.
     """
-    changed = changed_stages(root)
+    changed = changed_stages(root) if changed is None else changed
     stale: list[str] = []
     for name, stage in pipeline.items():  # upstream first: their decisions are already made
         if stage.frozen:

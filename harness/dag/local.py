@@ -14,6 +14,12 @@ owns the signal handlers. Each stage runs as ``bash -c '<cmd> && ...'`` in its o
 DVC), ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set to its granted CPUs, stdout+stderr appended to
 ``<runs_dir>/<run_id>/logs/<stage>.log`` and start/end events to ``records/<stage>.jsonl``.
 
+Stale but unchanged: a stage that is stale only because an upstream is (DVC did not report it
+changed at plan time) is held until its upstreams have completed; the main thread then asks DVC's
+status about it, and a stage whose inputs came out byte-identical is not rerun (its lock entry
+already describes it), as ``dvc repro`` skips it. So an edit that changes nothing downstream
+(a comment in ``harness/cli.py``, which the check-params stage reads) reruns one stage, not 139.
+
 CPU budget: ``-j N`` is the number of CPUs the run may use at once (``-j 0``: ``os.cpu_count()``;
 no ``-j``: 1, i.e. sequential through the pool). A stage takes its planned ``cpus``
 (:func:`harness.compiler.planned_resources`); one asking more than the budget runs alone, granted
@@ -40,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from harness.dag import dvcgraph
 from harness.dag import scheduler as core
 from harness.dag.dvcgraph import PipelineStage
 from harness.dag.manifest import RunManifest, RunPaths, new_run_id, save
@@ -99,15 +106,37 @@ class LocalBackend:
         self._error = ""
         self._announced = False
         self._finished = threading.Event()
+        # downstream-only stages (not changed themselves at plan time): held back until the main
+        # thread has asked DVC whether their inputs actually changed once their upstreams ran
+        self._held = {name for name in self.order if not manifest.stages[name].direct}
         self._thread = threading.Thread(target=self._loop, name="harness-local-pool", daemon=True)
 
     # -- the scheduler's side -------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
 
+    def release_held(self) -> None:
+        """Main thread (the one that may open DVC): for each held stage whose upstreams have all
+        completed, ask DVC's status whether it changed; release it to the pool if so, else mark it
+        completed as unchanged (nothing to run, its lock entry stands), as ``dvc repro`` does."""
+        with self._lock:
+            due = [name for name in self.order if name in self._held and name not in self._cancelled
+                   and self._state[name][0] == core.PLANNED
+                   and all(self._state[up][0] == core.OK for up in self.after[name])]
+        if not due:
+            return
+        changed = dvcgraph.changed_among(self.root, due)
+        with self._lock:
+            for name in due:
+                self._held.discard(name)
+                if name not in changed:
+                    self._state[name] = (core.OK, 0, 0.0, "", core.UNCHANGED)
+                    self.out(f"[harness] {self._elapsed()} skip   {name}: inputs unchanged, not rerun")
+
     def refresh(self, manifest: RunManifest, paths: RunPaths) -> None:
         if self._error:
             raise RuntimeError(f"the local process pool failed; running stages were killed:\n{self._error}")
+        self.release_held()
         with self._lock:
             snapshot = dict(self._state)
         for name, (state, code, elapsed, pid, reason) in snapshot.items():
@@ -169,7 +198,7 @@ class LocalBackend:
         started late leaves a slot idle at the end; starting it first keeps every slot busy.
         """
         ready = [name for name in self.order
-                 if self._state[name][0] == core.PLANNED and name not in self._cancelled
+                 if self._state[name][0] == core.PLANNED and name not in self._cancelled and name not in self._held
                  and all(self._state[up][0] == core.OK for up in self.after[name])]
         return sorted(ready, key=lambda name: -self.priority[name])
 
@@ -243,7 +272,11 @@ class LocalBackend:
                                 self._launch(name, self.budget)  # too big for the budget: alone, all of it
                             elif used + want <= self.budget:
                                 self._launch(name, want)
-                    if not self._procs and (self._interrupt.is_set() or not self._ready()):
+                    waiting = any(name in self._held and name not in self._cancelled
+                                  and self._state[name][0] == core.PLANNED
+                                  and all(self._state[up][0] == core.OK for up in self.after[name])
+                                  for name in self.order)
+                    if not self._procs and (self._interrupt.is_set() or not (self._ready() or waiting)):
                         break
                 time.sleep(TICK_S)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the scheduler by refresh()

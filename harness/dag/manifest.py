@@ -58,6 +58,8 @@ class StageRun(StrictModel):
     job_id: str = ""
     #: in-run stages this one waits for (``afterok``)
     after: list[str] = Field(default_factory=list)
+    #: DVC reported this stage itself changed at plan time (else: stale only through an upstream)
+    direct: bool = True
     state: str = "PLANNED"
     exit_code: int | None = None
     reason: str = ""

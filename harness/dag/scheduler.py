@@ -39,6 +39,9 @@ TERMINAL = FAILED_STATES | {OK}
 GONE = FAILED_STATES | {LOST, RECORD_FAILED}
 #: ``reason`` prefixes of stages stopped because of another stage (not failures of their own)
 NOT_THEIR_FAULT = ("dependency", "not started")
+#: ``reason`` of a downstream stage not rerun: its upstreams reran and its inputs came out
+#: byte-identical, so its lock entry already describes it (``dvc repro`` skips it the same way)
+UNCHANGED = "unchanged: its inputs came out identical"
 
 
 def short(name: str) -> str:
@@ -48,13 +51,17 @@ def short(name: str) -> str:
 
 def plan_run(root: Path, targets: list[str] | None, jobs_limit: int, run_id: str,
              runner: str = "slurm") -> tuple[RunManifest, dict[str, dvcgraph.PipelineStage]]:
-    """The stale stages (DVC's status + downstream), in DVC's repro order, as an unstarted run."""
+    """The stale stages (DVC's status + downstream), in DVC's repro order, as an unstarted run.
+
+    ``StageRun.direct``: DVC reports the stage itself as changed; the others are stale only
+    because something upstream of them is (a backend may ask DVC again once those have run)."""
     pipeline = dvcgraph.load_pipeline(root, targets)
-    stale = dvcgraph.stale_stages(root, pipeline)
+    changed = dvcgraph.changed_stages(root)
+    stale = dvcgraph.stale_stages(root, pipeline, changed)
     manifest = RunManifest(run_id=run_id, root=str(root), created=time.time(), runner=runner, jobs_limit=jobs_limit)
     for name in stale:
         after = [up for up in pipeline[name].upstream if up in stale]
-        manifest.stages[name] = StageRun(name=name, after=after)
+        manifest.stages[name] = StageRun(name=name, after=after, direct=name in changed)
         manifest.order.append(name)
     return manifest, pipeline
 
@@ -103,6 +110,7 @@ class Backend(Protocol):
 @dataclass
 class CollectReport:
     recorded: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
@@ -138,6 +146,10 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend
             for v in victims:  # SLURM may already have cancelled them (DependencyNeverSatisfied)
                 v.state, v.reason = DEP_CANCELLED, f"dependency {stage.name} failed"
     report.cancelled = [s.name for s in manifest.in_order() if s.reason.startswith(NOT_THEIR_FAULT)]
+    for stage in manifest.in_order():  # not rerun: its lock entry stands as it is
+        if stage.state == OK and stage.reason == UNCHANGED and not stage.recorded:
+            stage.recorded, stage.recorded_at = True, time.time()
+            report.unchanged.append(stage.name)
     ready = recordable(manifest)
     if ready:
         errors = dvcgraph.record(root, ready)
@@ -235,7 +247,10 @@ def wait(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend, p
         out(f"interrupted: killed {', '.join(report.interrupted)}"
             + (f"; never started: {', '.join(not_started)}" if not_started else "")
             + "; none of them was recorded")
-    recorded = len(manifest.order) - len(report.failed) - len(report.cancelled) - len(report.interrupted)
-    out(f"run {manifest.run_id}: {recorded} recorded, {len(report.failed)} failed, {len(report.cancelled)} cancelled"
+    unchanged = sum(1 for s in manifest.in_order() if s.reason == UNCHANGED)
+    recorded = len(manifest.order) - len(report.failed) - len(report.cancelled) - len(report.interrupted) - unchanged
+    out(f"run {manifest.run_id}: {recorded} recorded, "
+        + (f"{unchanged} not rerun (inputs unchanged), " if unchanged else "")
+        + f"{len(report.failed)} failed, {len(report.cancelled)} cancelled"
         + (f", {len(report.interrupted)} interrupted" if report.interrupted else ""))
     return report

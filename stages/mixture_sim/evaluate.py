@@ -4,7 +4,9 @@ Selection uses only the cross-validation scores from the sweep (training side); 
 is touched once, for the scores reported here. Each regressor's grid point is the one with the
 best mean fold R²; regressors are then compared by out-of-fold R² (every training row predicted
 by the fold model that did not see it), and so is ``ensemble``, the equal-weight average of the
-2 or 3 best regressors, whose out-of-fold predictions are the average of theirs. A mean predictor (sklearn ``DummyRegressor``) is
+2 or 3 best regressors, whose out-of-fold predictions are the average of theirs, and
+``per_target``, which picks for every target on its own the regressor or average with the best
+out-of-fold R² on that target. A mean predictor (sklearn ``DummyRegressor``) is
 scored alongside as the floor every simulator must clear. The regressor with the best CV score
 on a split is that split's *selected simulator* (plots and headline numbers use it).
 
@@ -30,6 +32,7 @@ from stages.mixture_sim.tableio import read_parquet, write_parquet
 
 BASELINE = "mean"
 ENSEMBLE = "ensemble"
+PER_TARGET = "per_target"
 #: candidate ensembles: the equal-weight average of the k regressors best by out-of-fold R²
 ENSEMBLE_SIZES = (2, 3)
 
@@ -77,6 +80,44 @@ def add_ensemble(chosen: dict[str, Any], folders: dict[str, str], frames: dict[s
     for target in schema.target_names:
         frame[f"pred:{target}"] = np.mean([frames[m][f"pred:{target}"].to_numpy() for m in members], axis=0)
     frames[ENSEMBLE] = frame
+
+
+def add_per_target(chosen: dict[str, Any], folders: dict[str, str], frames: dict[str, Any], split: str,
+                   split_dir: str, schema: TableSchema) -> None:
+    """Add ``per_target``: for each target on its own, the regressor or equal-weight average of 2-3
+    regressors with the best out-of-fold R² on that target (RegMix fits one model per target;
+    targets differ in which model family ranks them best: dm_mathematics and ubuntu_irc favour
+    boosted trees alone). Chosen on training rows only; its test predictions are, target by
+    target, those of the chosen combination."""
+    import itertools
+
+    from sklearn.metrics import r2_score
+
+    singles = [label for label in chosen if label != ENSEMBLE]
+    oof = {label: oof_predictions(folders[label], split, schema) for label in singles}
+    oof = {k: v for k, v in oof.items() if v is not None}
+    if len(oof) < 2:
+        return
+    train = read_parquet(Path(split_dir) / "train.parquet")
+    _, y = arrays(train, schema)
+    combos = [c for k in (1, *ENSEMBLE_SIZES) for c in itertools.combinations(list(oof), k)]
+    per_target, composite = {}, np.empty_like(y)
+    for j, target in enumerate(schema.target_names):
+        scored = [(float(r2_score(y[:, j], np.mean([oof[m][:, j] for m in combo], axis=0))), combo)
+                  for combo in combos]
+        score, combo = max(scored, key=lambda item: item[0])  # first (fewest members, spec order) wins ties
+        per_target[target] = {"members": list(combo), "oof_r2": score}
+        composite[:, j] = np.mean([oof[m][:, j] for m in combo], axis=0)
+    used = [label for label in oof if any(label in v["members"] for v in per_target.values())]
+    chosen[PER_TARGET] = {"kind": "per_target", "params": {
+        "members": [{"regressor": m, "kind": chosen[m]["kind"], "params": chosen[m]["params"]} for m in used],
+        "targets": {t: v["members"] for t, v in per_target.items()}},
+        "cv_r2": None, "oof_r2": float(r2_score(y, composite)), "point": "+".join(chosen[m]["point"] for m in used),
+        "per_target_oof_r2": {t: v["oof_r2"] for t, v in per_target.items()}}
+    frame = frames[used[0]].copy()
+    for target, info in per_target.items():
+        frame[f"pred:{target}"] = np.mean([frames[m][f"pred:{target}"].to_numpy() for m in info["members"]], axis=0)
+    frames[PER_TARGET] = frame
 
 
 def selection_score(info: dict[str, Any]) -> float:
@@ -193,6 +234,7 @@ def run(cfg: EvaluateStageConfig) -> None:
             chosen[label] = {"kind": info["kind"], "params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
                              "point": Path(folder).name}
         add_ensemble(chosen, folders, frames, split, split_dir, schema)
+        add_per_target(chosen, folders, frames, split, split_dir, schema)
         stats = training_stats(split_dir, schema)
         heldout = heldout_mask(split_dir, frames[BASELINE], schema)
         ranked = sorted(chosen, key=lambda k: selection_score(chosen[k]), reverse=True)
@@ -213,8 +255,8 @@ def run(cfg: EvaluateStageConfig) -> None:
     metrics = {}
     for split in (s.name for s in cfg.split_dirs):
         metrics[split] = {"selected": selection[split]["selected"]}
-        labels = [*(g.regressor for g in cfg.sweeps), *([ENSEMBLE] if ENSEMBLE in selection[split]["regressors"] else []),
-                  BASELINE]
+        labels = [*(g.regressor for g in cfg.sweeps),
+                  *(c for c in (ENSEMBLE, PER_TARGET) if c in selection[split]["regressors"]), BASELINE]
         for label in labels:
             metrics[split][label] = summarise(scores, split, label, pooled_values[(split, label)])
     with atomic_path(cfg.out_dir) as tmp:

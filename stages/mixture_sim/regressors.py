@@ -103,12 +103,48 @@ class MeanOfRegressors:
         return np.mean([np.asarray(m.predict(x)).reshape(n, -1) for m in self.members], axis=0)
 
 
+class PerTargetRegressors:
+    """Each target predicted by its own choice among fitted regressors (the `per_target`
+    simulator): column j is the mean of ``columns[j]``'s members' column j. Every member is fitted
+    once on all targets, as in the sweep whose out-of-fold scores chose them."""
+
+    def __init__(self, members: dict[str, Any], columns: list[list[str]]):
+        self.members, self.columns = members, columns
+
+    @property
+    def n_features_in_(self) -> int:
+        return next(iter(self.members.values())).n_features_in_
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        n = len(x)
+        full = {label: np.asarray(m.predict(x)).reshape(n, -1) for label, m in self.members.items()}
+        return np.stack([np.mean([full[m][:, j] for m in combo], axis=0) for j, combo in enumerate(self.columns)],
+                        axis=1)
+
+
 def build_any(kind: str, params: dict[str, Any], schema: TableSchema, features: FeatureSpec, seed: int):
-    """An unfitted estimator for ``kind``, or for ``"ensemble"`` (``params["members"]``: a list of
-    ``{kind, params}``) a callable ``fit(x, y)`` -> :class:`MeanOfRegressors`."""
-    if kind != "ensemble":
-        return build(kind, params, schema, features, seed)
-    return _EnsembleBuilder([build(m["kind"], m["params"], schema, features, seed) for m in params["members"]])
+    """An unfitted estimator for ``kind``; for ``"ensemble"`` (``params["members"]``: a list of
+    ``{regressor, kind, params}``) a callable ``fit(x, y)`` -> :class:`MeanOfRegressors`; for
+    ``"per_target"`` (the same plus ``params["targets"]``: target -> member labels) one ->
+    :class:`PerTargetRegressors`."""
+    if kind == "ensemble":
+        return _EnsembleBuilder([build(m["kind"], m["params"], schema, features, seed) for m in params["members"]])
+    if kind == "per_target":
+        missing = [t for t in schema.target_names if t not in params["targets"]]
+        if missing:
+            raise ValueError(f"per_target simulator has no regressor for target(s) {missing}")
+        return _PerTargetBuilder({m["regressor"]: build(m["kind"], m["params"], schema, features, seed)
+                                  for m in params["members"]},
+                                 [list(params["targets"][t]) for t in schema.target_names])
+    return build(kind, params, schema, features, seed)
+
+
+class _PerTargetBuilder:
+    def __init__(self, estimators: dict[str, Any], columns: list[list[str]]):
+        self.estimators, self.columns = estimators, columns
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> PerTargetRegressors:
+        return PerTargetRegressors({label: e.fit(x, y) for label, e in self.estimators.items()}, self.columns)
 
 
 class _EnsembleBuilder:

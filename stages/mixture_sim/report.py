@@ -51,6 +51,11 @@ def _cv(info: dict) -> Any:
 
 
 def _describe(regressor: str, params: dict) -> str:
+    if "targets" in params:
+        members = {m["regressor"]: m["params"] for m in params["members"]}
+        picks = "; ".join(f"{t}: {' + '.join(f'`{m}`' for m in combo)}" for t, combo in params["targets"].items())
+        return (f"`{regressor}`: per target, the regressor or mean of regressors best by out-of-fold R² ({picks}); "
+                "members " + ", ".join(f"`{m}` {p}" for m, p in members.items()))
     if "members" in params:
         return f"`{regressor}`: mean of " + ", ".join(f"`{m['regressor']}` {m['params']}" for m in params["members"])
     return f"`{regressor}` {params}"
@@ -227,8 +232,9 @@ def run(cfg: ReportStageConfig) -> None:
             "",
             "## Per-split scores of the selected simulator",
             "",
-            "The simulator of a split is the regressor (each at its best grid point by mean fold R²), or `ensemble` "
-            "(the equal-weight average of the 2 or 3 best), with the highest out-of-fold R² of the grouped CV on "
+            "The simulator of a split is the regressor (each at its best grid point by mean fold R²), `ensemble` "
+            "(the equal-weight average of the 2 or 3 best) or `per_target` (for each target, the regressor or "
+            "average best by out-of-fold R² on that target), with the highest out-of-fold R² of the grouped CV on "
             "that split's training side; test rows are used only for the scores below. Aggregates exclude flagged "
             "targets: *pooled R²* is one R² over every (row, target) pair, each target standardised by the training "
             "side's mean and deviation; the others are medians over targets. *Mixture pick*: among test rows of "
