@@ -14,12 +14,13 @@ edit the bytes directly.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import annotated_types as at
 from pydantic import BaseModel
@@ -28,13 +29,33 @@ SPECS = ("hmm_icl.yaml", "mixture_sim.yaml", "param_alloc.yaml", "scaling.yaml")
 MARK = "zz_marker"
 
 
-@dataclass
 class Variant:
-    name: str
-    category: str
-    spec: str
-    data: bytes
-    expect_line: int | None = None
+    """One broken spec. A structural variant is built on first use (``build``): re-emitting the
+    YAML costs ~0.2 s of CPU, the CI samples ~240 of ~2,000, so materialising all of them cost
+    minutes the tests never used."""
+
+    def __init__(self, name: str, category: str, spec: str, data: bytes | None = None,
+                 expect_line: int | None = None, build: Callable[[], tuple[bytes, int | None]] | None = None):
+        self.name, self.category, self.spec = name, category, spec
+        self._data, self._expect_line, self._build = data, expect_line, build
+
+    def _materialise(self) -> None:
+        if self._build is not None:
+            self._data, self._expect_line = self._build()
+            self._build = None
+
+    @property
+    def data(self) -> bytes:
+        self._materialise()
+        return self._data
+
+    @property
+    def expect_line(self) -> int | None:
+        self._materialise()
+        return self._expect_line
+
+    def __repr__(self) -> str:
+        return f"Variant({self.name!r}, {self.category!r})"
 
 
 def _rt():
@@ -142,10 +163,13 @@ def structural(spec: str, text: str, model: type[BaseModel]) -> list[Variant]:
             roots.append((("profiles", prof), overlay))
 
     def make(name: str, category: str, path: tuple, mutate) -> None:
-        doc = _load_rt(text)
-        mutate(doc, path)
-        dumped = _dump(doc)
-        out.append(Variant(f"{spec}:{name}", category, spec, dumped.encode(), _line_of(dumped, MARK)))
+        def build() -> tuple[bytes, int | None]:
+            doc = _load_rt(text)
+            mutate(doc, path)
+            dumped = _dump(doc)
+            return dumped.encode(), _line_of(dumped, MARK)
+
+        out.append(Variant(f"{spec}:{name}", category, spec, build=build))
 
     for prefix, root in roots:
         for path, info, owner in _walk(root, model, ()):
@@ -261,7 +285,9 @@ def size_variants(spec: str, text: str) -> list[Variant]:
     ]
 
 
+@functools.lru_cache(maxsize=4)
 def all_variants(repo: Path) -> list[Variant]:
+    """Every variant of the four specs (cached per repo: several tests draw from one family)."""
     import sys
 
     sys.path.insert(0, str(repo))

@@ -147,13 +147,18 @@ def _text(domain: str, part: str, n_chars: int) -> str:
     return "".join(pieces)[:n_chars]
 
 
-def _scramble(rng: random.Random, text: str) -> str:
-    """Same characters, shuffled inside each word: in-alphabet but out-of-distribution."""
-    words = []
-    for word in text.split(" "):
-        chars = list(word)
+def _scramble(rng: random.Random, text: str, fraction: float = 1.0) -> str:
+    """Same characters, shuffled inside each word: in-alphabet but out-of-distribution.
+
+    ``fraction`` < 1 scrambles only that share of the words (at least two): a subtler foil, so
+    a two-way task is not solved by every model alike (a fully scrambled answer is)."""
+    words = text.split(" ")
+    chosen = range(len(words)) if fraction >= 1.0 else \
+        rng.sample(range(len(words)), min(len(words), max(2, round(fraction * len(words)))))
+    for i in chosen:
+        chars = list(words[i])
         rng.shuffle(chars)
-        words.append("".join(chars))
+        words[i] = "".join(chars)
     return " ".join(words)
 
 
@@ -168,11 +173,12 @@ def _task_hellaswag(rng: random.Random) -> dict:
 
 
 def _task_piqa(rng: random.Random) -> dict:
-    """Two answers to a Q&A question: the real one and the same words with letters scrambled."""
+    """Two answers to a Q&A question: the real one and the same answer with the letters of a
+    fifth of its words scrambled (fully scrambled foils saturated this task: every model scored 1)."""
     text = _stackexchange(rng)
     question, answer = text.split("\nA ", 1)
     answer = "A " + answer.strip()
-    return _shuffled_item(rng, question + "\n", [answer, _scramble(rng, answer)])
+    return _shuffled_item(rng, question + "\n", [answer, _scramble(rng, answer, fraction=0.2)])
 
 
 def _task_arc(rng: random.Random) -> dict:
