@@ -97,7 +97,8 @@ def clone(tmp_path_factory) -> Path:
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(root)], check=True)
     subprocess.run(["cp", "-al", str(REPO / ".dvc" / "cache"), str(root / ".dvc" / "cache")], check=True)
     _run(root, ["harness", "bootstrap"])  # data/ (generated, checked against data.dvc)
-    _run(root, ["dvc", "checkout", "-q"], check=False)  # outputs a later commit changed are rebuilt below
+    # only what the chosen stages read and write (a later commit's changed outputs are rebuilt below)
+    _run(root, ["dvc", "checkout", "-q", "--with-deps", *(KINDS[k] for k in _kinds())], check=False)
     return root
 
 
