@@ -50,7 +50,7 @@ KINDS = {
     "regressor fit": "mixture_sim-generated-sweep-ridge-043f3010",
     "report": "hmm_icl-report",
 }
-CI_KINDS = ("tokenizer", "LM training", "regressor fit")
+CI_KINDS = ("tokenizer", "regressor fit")  # LM training: the checkpoint test below kills it too
 
 
 def _env(root: Path) -> dict[str, str]:
