@@ -138,6 +138,7 @@ def _final_rows(cfg: ReportConfig) -> pd.DataFrame:
                        "d_ff": p["shape"]["d_ff"], "phase2_best_dev_ppl": t.get("best_dev_ppl"),
                        "phase2_stopped_early": t.get("stopped_early"),
                        **{k: v for k, v in m.items() if not k.endswith("_per_seed")},
+                       "test_ppl_seeds": m.get("test_ppl_per_seed") or [m["test_ppl"]],
                        **{k: v for k, v in p.items() if k not in ("shape", "device")}})
     return pd.DataFrame(finals)
 
@@ -153,7 +154,7 @@ def run(cfg: ReportConfig) -> None:
     with atomic_path(cfg.out_dir) as tmp:
         tmp.mkdir()
         frame.to_csv(tmp / "phase1.csv", index=False, float_format="%.6g", lineterminator="\n")
-        final.to_csv(tmp / "final.csv", index=False, float_format="%.6g", lineterminator="\n")
+        final.drop(columns=["test_ppl_seeds"]).to_csv(tmp / "final.csv", index=False, float_format="%.6g", lineterminator="\n")
         _axis_plot(frame, "glu", "embed_share", "GLU ratio", "embed {:.0%}", tmp / "ppl_vs_glu.png")
         _axis_plot(frame, "embed_share", "glu", "embedding share", "GLU {}", tmp / "ppl_vs_embed_share.png")
         _scores_plot(final, informative, tmp / "scores.png")
@@ -215,7 +216,7 @@ def unanswered_reasons(frame: pd.DataFrame, final: pd.DataFrame) -> list[str]:
         runs, flat = int(frame["seeds"].sum()), int(frame["plateaued"].sum())
         if flat < runs:
             reasons.append(f"{runs - flat} of {runs} phase-1 runs had not reached a plateau (dev perplexity still "
-                           f"improving by up to {100 * frame['late_gain_max'].max():.1f} % over their last quarter, "
+                           f"improving by up to {100 * frame['late_gain_max'].max():.1f} % over the last quarter of their in-run dev evaluations, "
                            "early stopping fired in " f"{int(frame['stopped_early'].sum())}): the ranking measures "
                            "training speed at a fixed token budget")
     elif not frame["stopped_early"].any():
@@ -261,6 +262,32 @@ def separation_lines(ranking: dict) -> list[str]:
     return lines
 
 
+def phase_agreement(frame: pd.DataFrame, final: pd.DataFrame) -> list[str]:
+    """Does the longer phase 2 keep the phase-1 order of the points it trained, and which of its
+    test-perplexity differences do the seeds separate (Welch, p < 0.05)?"""
+    from stages.param_alloc.stats import separable
+
+    if "embed_share" not in final or final["embed_share"].isna().any() or len(final) < 2:
+        return []
+    p1 = {(r.embed_share, r.glu): r.best_dev_ppl for r in frame.itertuples()}
+    runs = final.assign(phase1=[p1.get((r.embed_share, r.glu)) for r in final.itertuples()])
+    runs = runs.dropna(subset=["phase1"]).drop_duplicates(subset=["embed_share", "glu"])
+    if len(runs) < 2:
+        return []
+    tag = {i: f"{r.run} ({_tag({'embed_share': r.embed_share, 'glu': r.glu})})" for i, r in runs.iterrows()}
+    by_p1 = list(runs.sort_values("phase1").index)
+    by_p2 = list(runs.sort_values("test_ppl").index)
+    lines = [f"- Phase-1 order of the phase-2 points: {' < '.join(tag[i] for i in by_p1)}; phase-2 test order: "
+             f"{' < '.join(tag[i] for i in by_p2)} ({'the same' if by_p1 == by_p2 else 'different'})."]
+    pairs = []
+    for a, b in zip(by_p2, by_p2[1:]):
+        sep, p = separable(list(runs.at[a, "test_ppl_seeds"]), list(runs.at[b, "test_ppl_seeds"]))
+        pairs.append(f"{tag[a]} vs {tag[b]}: " + ("one seed each, not tested" if p is None else
+                                                   f"p = {p:.2f}, {'separated' if sep else 'not separated'}"))
+    lines.append("- Phase-2 neighbours by test perplexity: " + "; ".join(pairs) + ".")
+    return lines
+
+
 def _markdown(frame: pd.DataFrame, final: pd.DataFrame, ranking: dict, lat_col: str) -> str:
     det = ["tag", "embed_share", "glu", "d_model", "n_layers", "d_ff", "params", "param_error_pct",
            "embed_share_actual", "glu_actual", "lr", "seeds", "best_dev_ppl", "best_dev_ppl_ci95", "stopped_early",
@@ -273,7 +300,7 @@ def _markdown(frame: pd.DataFrame, final: pd.DataFrame, ranking: dict, lat_col: 
     chance = chance_tasks(final)
     hidden = [c for t in chance for c in final.columns if c.startswith(f"{t}_")]
     deterministic = [c for c in final.columns if not c.startswith(("latency", "throughput", "peak_memory", "memory_"))
-                     and c not in hidden]
+                     and c not in hidden and c != "test_ppl_seeds"]
     machine = ["run"] + [c for c in final.columns if c.startswith(("latency", "throughput", "peak_memory"))]
     reasons = unanswered_reasons(frame, final)
     notes = caveats(frame, final)
@@ -310,11 +337,13 @@ def _markdown(frame: pd.DataFrame, final: pd.DataFrame, ranking: dict, lat_col: 
     sections += [
         "## Phase 1: every grid point (per-point LR, early stopping, mean over seeds)", "",
         frame[det].to_markdown(index=False, floatfmt=".4g"), "",
-        "`plateaued`: runs that stopped early or improved by < 1 % over their last quarter; `late_gain_max`: the",
-        "largest such late improvement among the point's runs.", "",
+        "`plateaued`: runs that stopped early or whose dev perplexity improved by < 1 % over the last quarter of",
+        "their in-run evaluations (every `train.eval_every` steps); `late_gain_max`: the largest such late",
+        "improvement among the point's runs.", "",
         "![Perplexity vs GLU ratio](ppl_vs_glu.png) ![Perplexity vs embedding share](ppl_vs_embed_share.png)", "",
         "## Phase 2 (winners trained longer) + baseline: evaluation on the test split", "",
         final[deterministic].to_markdown(index=False, floatfmt=".4g"), "",
+        *phase_agreement(frame, final), "",
         "![Scores](scores.png)", "",
         "## Speed and memory (machine-dependent)", "",
         final[machine].to_markdown(index=False, floatfmt=".4g"), "",

@@ -83,6 +83,9 @@ class Phase2Spec(StrictModel):
     seeds: int = Field(1, ge=1)
     #: phase 2 trains longer, so it may overfit: the same rule as phase 1 (None: no early stop)
     early_stop: EarlyStopConfig | None = None
+    #: also train (and evaluate) the knob-set baseline allocation; off where it is a grid point
+    #: anyway and the budget is better spent on the winners
+    baseline: bool = True
 
 
 class LrFindSpec(StrictModel):
@@ -186,7 +189,8 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
     eval_dirs: list[str] = []
     phase2_metrics: list[str] = []
     phase2_train = spec.train.settings(spec.phase2.tokens, spec.seed)
-    runs = [(f"top{r}", None, r) for r in range(1, spec.phase1.top_k + 1)] + [("baseline", spec.baseline, None)]
+    runs = [(f"top{r}", None, r) for r in range(1, spec.phase1.top_k + 1)]
+    runs += [("baseline", spec.baseline, None)] if spec.phase2.baseline else []
     for label, allocation, rank in runs:
         out_dir = f"{W}/phase2/{label}"
         reads = ["model", "train", "seed", "phase2"] + (["baseline"] if allocation else [])
