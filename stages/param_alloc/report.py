@@ -341,7 +341,8 @@ def _markdown(frame: pd.DataFrame, final: pd.DataFrame, ranking: dict, lat_col: 
         "their in-run evaluations (every `train.eval_every` steps); `late_gain_max`: the largest such late",
         "improvement among the point's runs.", "",
         "![Perplexity vs GLU ratio](ppl_vs_glu.png) ![Perplexity vs embedding share](ppl_vs_embed_share.png)", "",
-        "## Phase 2 (winners trained longer) + baseline: evaluation on the test split", "",
+        "## Phase 2 (winners trained longer)" + (" + baseline" if (final["run"] == "baseline").any() else "")
+        + ": evaluation on the test split", "",
         final[deterministic].to_markdown(index=False, floatfmt=".4g"), "",
         *phase_agreement(frame, final), "",
         "![Scores](scores.png)", "",
