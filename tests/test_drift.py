@@ -88,11 +88,11 @@ def test_sed_edit_is_drift_exit_1(project: Path):
 
 
 def test_change_within_default_rtol_passes_beyond_fails(project: Path):
-    edit_json(project / PHASE1, ("train_loss",), 1 + 2e-5)  # below 1e-4: last-bit CPU differences
+    edit_json(project / PHASE1, ("best_dev_ppl",), 1 + 2e-5)  # below 1e-4: last-bit CPU differences
     assert drift(project).returncode == 0
-    edit_json(project / PHASE1, ("train_loss",), 1 + 1e-3)
+    edit_json(project / PHASE1, ("best_dev_ppl",), 1 + 1e-3)
     proc = drift(project)
-    assert proc.returncode == 1 and "train_loss" in proc.stderr
+    assert proc.returncode == 1 and "best_dev_ppl" in proc.stderr
 
 
 @pytest.mark.parametrize("rev", ["HAED", "HEAD~100", "no-such-branch", "--all"])
@@ -173,10 +173,10 @@ def test_find_drift_api(project: Path):
     from harness.drift import DriftError, Tolerance, find_drift, project_root
 
     assert project_root(project / "work" / "deep") == project.resolve()
-    edit_json(project / PHASE1, ("dev_loss",), 1 + 1e-3)
+    edit_json(project / PHASE1, ("best_dev_ppl",), 1 + 1e-3)
     report = find_drift(project, tolerances=[])
-    assert len(report) == 1 and "dev_loss" in report.problems[0] and report.files == 2
-    loose = find_drift(project, tolerances=[Tolerance(f"{PHASE1}:dev_loss", 1e-2, "test")])
-    assert not loose and loose.loosened == {f"{PHASE1}:dev_loss": (1e-2, "test", 1)}
+    assert len(report) == 1 and "best_dev_ppl" in report.problems[0] and report.files == 2
+    loose = find_drift(project, tolerances=[Tolerance(f"{PHASE1}:best_dev_ppl", 1e-2, "test")])
+    assert not loose and loose.loosened == {f"{PHASE1}:best_dev_ppl": (1e-2, "test", 1)}
     with pytest.raises(DriftError):
         find_drift(project, rev="HEAD~1")

@@ -81,6 +81,9 @@ class ModelSpec(StrictModel):
     tie_embeddings: bool = True
     #: d_ff may move this far from glu x d_model to land the total within tolerance
     d_ff_slack: float = Field(0.05, ge=0, lt=0.5)
+    #: the solved embedding share must lie within this of the requested one (absolute; None: the
+    #: closest reachable share, however far); a grid point that cannot is a solver error
+    share_tolerance: float | None = Field(None, gt=0, lt=0.5)
 
 
 class Allocation(StrictModel):
@@ -92,14 +95,32 @@ class Allocation(StrictModel):
         return f"e{round(self.embed_share * 100)}_g{str(self.glu).replace('.', '_')}"
 
 
+class LrSweep(StrictModel):
+    """A per-point learning-rate sweep: each of ``lrs`` trained for ``tokens``, lowest dev loss wins."""
+
+    lrs: list[float] = Field(..., min_length=2)
+    tokens: int = Field(..., gt=0)
+
+    @field_validator("lrs")
+    @classmethod
+    def _positive_sorted(cls, lrs: list[float]) -> list[float]:
+        if any(lr <= 0 for lr in lrs) or len(set(lrs)) != len(lrs):
+            raise ValueError(f"lrs must be distinct and positive, got {lrs}")
+        return sorted(lrs)
+
+
 class TrainStageConfig(StrictModel):
-    """One training run: allocation fixed, or chosen at run time from a ranking file."""
+    """One point: allocation fixed, or chosen at run time from a ranking file; one run per seed."""
 
     allocation: Allocation | None = None
     rank: int | None = None
     model: ModelSpec
     train: TrainSettings
     early_stop: EarlyStopConfig | None = None
+    #: seeds to train (None: ``train.seed`` only); the metrics give their mean and t interval
+    seeds: list[int] | None = None
+    #: pick this point's LR first (None: ``train.lr``, or the ranking entry's LR for a winner)
+    lr_sweep: LrSweep | None = None
     tokens_dir: Annotated[str, Dep]
     gate_report: Annotated[str, Dep]
     #: the phase-1 ranking, read at run time when ``allocation`` is None
@@ -136,6 +157,9 @@ class OverfitConfig(StrictModel):
 class RankConfig(StrictModel):
     phase1_metrics: Annotated[list[str], Dep]
     top_k: int = Field(..., ge=1)
+    #: the first phase-2 slots go to the per-axis winner (best share x best GLU), the rest to the
+    #: joint ranking, skipping duplicates; False: the joint top k only
+    axis_winner: bool = False
     out: Annotated[str, Out]
     metrics: Annotated[str, Metric]
 
@@ -176,6 +200,8 @@ class ReportConfig(StrictModel):
     #: the profile stage's folder (holding ``PROFILE_FILE``)
     profile_dir: Annotated[str, Dep]
     eval_metrics: Annotated[list[str], Dep]
+    #: the phase-2 training metrics, in the order of ``eval_metrics`` (LR, why chosen, early stops)
+    phase2_metrics: Annotated[list[str], Dep] = Field(default_factory=list)
     #: the eval stages' folders (each holding ``PERF_FILE``), in the order of ``eval_metrics``
     eval_dirs: Annotated[list[str], Dep]
     out_dir: Annotated[str, Committed]
@@ -199,5 +225,8 @@ class ProfileConfig(StrictModel):
     #: (path deps of ``EvalSpec``) are not deps of this stage
     eval: EvalSpec
     threads: int | None = None
+    #: the training batch and sequence length, at which the forward+backward peak memory is measured
+    batch_size: int = Field(16, ge=1)
+    seq_len: int = Field(64, ge=2)
     #: the folder that receives ``PROFILE_FILE``
     out_dir: Annotated[str, Out]

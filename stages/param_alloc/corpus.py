@@ -6,23 +6,41 @@ dev/test scores; the gate later checks that no article text occurs in two splits
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import random
 import re
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from harness.datagate import read_text_checked
 from harness.io import atomic_path
+from harness.validation import GateFailure
 from stages.param_alloc.configs import CorpusFiles, PrepareConfig
 
 HEADING = re.compile(r"^ = [^=].* = $")
 
 
+def read_corpus_text(path: str | Path) -> str:
+    """The text of a corpus file, plain or gzip-compressed (``.gz``, as the published copies are).
+
+    Either way it passes the same text gate (not UTF-8 or empty -> refused, lines named): a
+    compressed file is unpacked to a temporary file of the same name first.
+    """
+    path = Path(path)
+    if path.suffix != ".gz":
+        return read_text_checked(path, "param_alloc/corpus")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Path(tmp) / path.stem
+        plain.write_bytes(gzip.decompress(path.read_bytes()))
+        return read_text_checked(plain, f"param_alloc/corpus ({path})")
+
+
 def read_wikitext_articles(path: str | Path) -> list[str]:
     """Split a WikiText-format file into articles at top-level `` = Title = `` headings."""
-    text = read_text_checked(path, "param_alloc/corpus")  # a gate: not UTF-8 or empty -> refused, lines named
+    text = read_corpus_text(path)
     articles: list[list[str]] = []
     for line in text.splitlines():
         if HEADING.match(line):
@@ -35,7 +53,20 @@ def read_wikitext_articles(path: str | Path) -> list[str]:
 
 
 def split_articles(data: CorpusFiles) -> dict[str, list[str]]:
-    """Assign articles to splits; a file shared by several splits is divided by ``fractions``."""
+    """Assign articles to splits; a file shared by several splits is divided by ``fractions``.
+
+    A missing file stops here with the split named: the full profile's training text is
+    user-supplied, and a study must never quietly train on something else in its place.
+    """
+    missing = [f"data.files.{split}: {path} does not exist" for split, path in sorted(data.files.items())
+               if not Path(path).exists()]
+    if missing:
+        # a gate failure (printed without a traceback, the stage fails, nothing is written); not
+        # harness.spec's SpecError, whose import would make spec-parsing edits re-run this stage
+        raise GateFailure("param_alloc/corpus", [{"summary": line} for line in missing + ["the param_alloc text files are named by path; a training split that is not "
+                                   "shipped (WikiText-103 or WikiText-2 train, for the full profile) is user-supplied: "
+                                   "download it and put it at that path, or point data.files.train at your copy "
+                                   "(see docs/param_alloc.md)"]])
     by_file: dict[str, list[str]] = {}
     for split, path in data.files.items():
         by_file.setdefault(path, []).append(split)

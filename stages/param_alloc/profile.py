@@ -22,7 +22,8 @@ def run(cfg: ProfileConfig) -> None:
         shape = Shape.model_validate({k: row[k] for k in Shape.model_fields})
         model = build_model(shape, seed=0).to(device).eval()
         perf = profile(model, shape.vocab_size, cfg.eval.latency_seq_lens, cfg.eval.latency_repeats,
-                       cfg.eval.throughput_batch, cfg.eval.throughput_seq_len, device)
+                       cfg.eval.throughput_batch, cfg.eval.throughput_seq_len, device,
+                       memory_batch=cfg.batch_size, memory_seq_len=cfg.seq_len)
         rows.append({"tag": row["tag"], **perf})
         print(f"{row['tag']}: {perf}", flush=True)
     with atomic_path(cfg.out_dir) as tmp:

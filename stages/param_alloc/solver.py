@@ -52,6 +52,8 @@ def solve(alloc: Allocation, spec: ModelSpec, vocab_size: int) -> Shape:
             if abs(total - target) / target > tol:
                 continue
             share = vocab_size * d / total
+            if spec.share_tolerance is not None and abs(share - alloc.embed_share) > spec.share_tolerance:
+                continue
             # both axes of the study matter equally: relative error in share and in GLU ratio
             score = abs(share - alloc.embed_share) / alloc.embed_share + abs(d_ff / d - alloc.glu) / alloc.glu
             shape = Shape(vocab_size=vocab_size, d_model=d, n_layers=n_layers, n_heads=h, d_ff=d_ff,
@@ -61,8 +63,41 @@ def solve(alloc: Allocation, spec: ModelSpec, vocab_size: int) -> Shape:
     if best is None:
         raise SolverError(
             f"no shape within ±{tol:.1%} of {target} params for embed_share={alloc.embed_share}, "
-            f"glu={alloc.glu}, vocab={vocab_size}, n_heads={h}: raise model.d_ff_slack or change the target")
+            f"glu={alloc.glu}, vocab={vocab_size}, n_heads={h}"
+            + (f", embedding share within ±{spec.share_tolerance}" if spec.share_tolerance is not None else "")
+            + ": raise model.d_ff_slack (or model.share_tolerance), or change the target")
     return best[1]
+
+
+class ShapeCollision(SolverError):
+    """Two grid points solved to one shape: their comparison would measure nothing."""
+
+
+def solve_grid(points: list[Allocation], spec: ModelSpec, vocab_size: int) -> list[tuple[Allocation, Shape]]:
+    """Solve every grid point; two points with the same (d_model, layers, d_ff) are an error.
+
+    Why an error and not a note: the grid's whole purpose is to compare allocations, and two
+    points that build the same model are the same measurement under two names.
+    """
+    solved = [(p, solve(p, spec, vocab_size)) for p in points]
+    check_distinct([(p.tag, s) for p, s in solved], spec, vocab_size)
+    return solved
+
+
+def check_distinct(tagged: list[tuple[str, Shape]], spec: ModelSpec | None = None, vocab_size: int | None = None) -> None:
+    """Raise :class:`ShapeCollision` naming every pair of tags that share a shape."""
+    seen: dict[tuple[int, int, int], str] = {}
+    clashes = []
+    for tag, shape in tagged:
+        key = (shape.d_model, shape.n_layers, shape.d_ff)
+        if key in seen:
+            clashes.append(f"{seen[key]} and {tag} both solve to d_model={key[0]}, n_layers={key[1]}, d_ff={key[2]}")
+        else:
+            seen[key] = tag
+    if clashes:
+        where = f" (target {spec.target_params} params, vocab {vocab_size}, n_heads {spec.n_heads})" if spec else ""
+        raise ShapeCollision("grid points collide" + where + ": " + "; ".join(clashes)
+                             + ". Change the grid, model.target_params or the vocabulary so every point has its own shape")
 
 
 def describe(shape: Shape) -> dict[str, float]:

@@ -17,7 +17,7 @@ from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study, StrictModel
 from harness.trainer import EarlyStopConfig, TrainSettings
 from stages.param_alloc.configs import (
-    Allocation, CorpusFiles, EvalSpec, EvalStageConfig, GateConfig, LrFindConfig, ModelSpec,
+    Allocation, CorpusFiles, LrSweep, EvalSpec, EvalStageConfig, GateConfig, LrFindConfig, ModelSpec,
     OverfitConfig, PrepareConfig, ProfileConfig, RankConfig, ReportConfig, ShapesConfig, TokenizeConfig,
     TokenizerConfig, TrainStageConfig,
 )
@@ -68,11 +68,24 @@ class TrainSpec(TrainSettings):
 class Phase1Spec(StrictModel):
     tokens: int = Field(..., gt=0)
     early_stop: EarlyStopConfig
+    #: phase-2 slots (winners)
     top_k: int = Field(2, ge=1)
+    #: seeds per point: spec seed, seed + 1, ...; the ranking uses their mean and t interval
+    seeds: int = Field(1, ge=1)
+    #: a per-point LR sweep (None: every point trains at ``train.lr``)
+    lr_sweep: LrSweep | None = None
+    #: give the first phase-2 slot to the per-axis winner (best share x best GLU)
+    axis_winner: bool = False
 
 
 class Phase2Spec(StrictModel):
     tokens: int = Field(..., gt=0)
+    seeds: int = Field(1, ge=1)
+    #: phase 2 trains longer, so it may overfit: the same rule as phase 1 (None: no early stop)
+    early_stop: EarlyStopConfig | None = None
+    #: also train (and evaluate) the knob-set baseline allocation; off where it is a grid point
+    #: anyway and the budget is better spent on the winners
+    baseline: bool = True
 
 
 class LrFindSpec(StrictModel):
@@ -105,6 +118,9 @@ class ParamAllocSpec(StudySpec):
 
     @model_validator(mode="after")
     def _consistent(self) -> "ParamAllocSpec":
+        tags = [p.tag for p in self.grid.points()]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"grid: repeated points {sorted({t for t in tags if tags.count(t) > 1})}")
         if self.phase1.top_k > len(self.grid.points()):
             raise ValueError(f"phase1.top_k = {self.phase1.top_k} exceeds the {len(self.grid.points())} grid points")
         if self.train.seq_len > self.model.max_seq_len:
@@ -131,6 +147,10 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
                  reads=["grid", "baseline", "model"], resources=res("solve")),
     ]
     common = dict(model=spec.model, tokens_dir=tokens, gate_report=gate)
+
+    def seeds(n: int) -> list[int]:
+        return [spec.seed + i for i in range(n)]
+
     phase1_train = spec.train.settings(spec.phase1.tokens, spec.seed)
     stages.append(StageDef(
         name=f"{STUDY_NAME}-lr_find", kind="train", func="stages.param_alloc.lr_find:run",
@@ -153,6 +173,7 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
         stages.append(StageDef(
             name=f"{STUDY_NAME}-phase1-{point.tag}", kind="train", func="stages.param_alloc.train:run",
             config=TrainStageConfig(allocation=point, train=phase1_train, early_stop=spec.phase1.early_stop,
+                                    seeds=seeds(spec.phase1.seeds), lr_sweep=spec.phase1.lr_sweep,
                                     out_dir=f"{W}/phase1/{point.tag}", metrics=metrics,
                                     curve=f"{P}/phase1/{point.tag}.csv", **common),
             reads=["grid", "model", "train", "seed", "phase1"], resources=res("train")))
@@ -161,21 +182,25 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
     stages.append(StageDef(
         name=f"{STUDY_NAME}-rank", kind="rank", func="stages.param_alloc.rank:run",
         config=RankConfig(phase1_metrics=phase1_metrics, top_k=spec.phase1.top_k, out=ranking,
-                          metrics=f"{M}/ranking.json"),
-        reads=["phase1.top_k"], resources=res("rank")))
+                          axis_winner=spec.phase1.axis_winner, metrics=f"{M}/ranking.json"),
+        reads=["phase1.top_k", "phase1.axis_winner"], resources=res("rank")))
 
     eval_metrics: list[str] = []
     eval_dirs: list[str] = []
+    phase2_metrics: list[str] = []
     phase2_train = spec.train.settings(spec.phase2.tokens, spec.seed)
-    runs = [(f"top{r}", None, r) for r in range(1, spec.phase1.top_k + 1)] + [("baseline", spec.baseline, None)]
+    runs = [(f"top{r}", None, r) for r in range(1, spec.phase1.top_k + 1)]
+    runs += [("baseline", spec.baseline, None)] if spec.phase2.baseline else []
     for label, allocation, rank in runs:
         out_dir = f"{W}/phase2/{label}"
         reads = ["model", "train", "seed", "phase2"] + (["baseline"] if allocation else [])
+        phase2_metrics.append(f"{M}/phase2/{label}.json")
         stages.append(StageDef(
             name=f"{STUDY_NAME}-phase2-{label}", kind="train", func="stages.param_alloc.train:run",
             config=TrainStageConfig(allocation=allocation, ranking_file=None if allocation else ranking,
                                     rank=rank, train=phase2_train, out_dir=out_dir,
-                                    metrics=f"{M}/phase2/{label}.json", curve=f"{P}/phase2/{label}.csv", **common),
+                                    seeds=seeds(spec.phase2.seeds), early_stop=spec.phase2.early_stop,
+                                    metrics=phase2_metrics[-1], curve=f"{P}/phase2/{label}.csv", **common),
             reads=reads, resources=res("train")))
         eval_metrics.append(f"{M}/eval/{label}.json")
         eval_dirs.append(f"{W}/eval/{label}")
@@ -191,13 +216,14 @@ def plan(spec: ParamAllocSpec, ctx: PlanContext) -> list[StageDef]:
         name=f"{STUDY_NAME}-profile", kind="eval", func="stages.param_alloc.profile:run",
         # the profile measures speed only: no task files (they would be deps it never reads)
         config=ProfileConfig(shapes=shapes, eval=spec.eval.model_copy(update={"tasks": []}),
-                             threads=spec.train.threads, out_dir=profile_dir),
-        reads=["eval", "train.threads"], resources=res("eval")))
+                             threads=spec.train.threads, batch_size=spec.train.batch_size,
+                             seq_len=spec.train.seq_len, out_dir=profile_dir),
+        reads=["eval", "train.threads", "train.batch_size", "train.seq_len"], resources=res("eval")))
 
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.param_alloc.report:run",
         config=ReportConfig(phase1_metrics=phase1_metrics, profile_dir=profile_dir, ranking=ranking,
-                            eval_metrics=eval_metrics, eval_dirs=eval_dirs, shapes=shapes, out_dir=ctx.reports),
+                            eval_metrics=eval_metrics, phase2_metrics=phase2_metrics, eval_dirs=eval_dirs, shapes=shapes, out_dir=ctx.reports),
         resources=res("report")))
     return stages
 
