@@ -72,7 +72,8 @@ def record_start(root: Path, name: str, profile: str) -> dict[str, list[int] | N
     stamps = stamp(deps)
     path = _file(root, name, profile)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # a per-process name: the ranks of a torchrun group all stamp the same stage at once
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     # the dep list is kept too: the recorder re-stamps it without re-parsing dvc.yaml per stage
     tmp.write_text(json.dumps({"deps": [str(d) for d in deps], "stamps": stamps}) + "\n")
     os.replace(tmp, path)

@@ -28,7 +28,7 @@ DOC = ROOT / "docs" / "reliability.md"
 #: what the suite does not try, and why (kept here so the doc is regenerated whole)
 NOT_TRIED = [
     ('the whole kill -9 matrix (every stage kind x 5 points)',
-     "tests/test_reliability_kills.py kills `dvc repro` of each stage kind's smoke stage (tokenizer, HMM fit, sampler, LM training, sweep, regressor fit, report) at seeded random points and checks the cache and a byte-identical rerun; CI runs its sample (tokenizer and regressor fit, 1 point each, plus the changed-config checkpoint case); `HARNESS_KILL_MATRIX=1 python scripts/reliability.py --all` runs all 7 kinds x 5 points (minutes of CPU); neither is counted in the figures above yet"),
+     "tests/test_reliability_kills.py kills `dvc repro` of each stage kind's smoke stage (tokenizer, HMM fit, sampler, LM training, sweep, regressor fit, report) at seeded random points and checks the cache and a byte-identical rerun; CI runs its sample (tokenizer and regressor fit, 1 point each); `HARNESS_KILL_MATRIX=1 python scripts/reliability.py --all` runs all 7 kinds x 5 points and the changed-config checkpoint case (minutes of CPU); neither is counted in the figures above yet"),
     ("bad data for scaling's published tables and mixture_sim's outcome table (sums of 1.2, NaN, "
      "duplicate keys)", "owned by issues 12 and 11, which rewrite those gates"),
     ("two real `harness repro` processes racing on one reproduced project",
