@@ -118,19 +118,14 @@ class _TooLarge(Exception):
         self.path = path
 
 
-def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]],
-           budget: list[int] | None = None) -> Any:
+def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]) -> Any:
     """Convert ruamel nodes into plain Python, recording 1-based (line, col) of every key.
 
-    ``budget``: values left before the document counts as too large (aliases share nodes, so a
-    tiny file can expand to billions of values: stop early, say where).
+    Only called once ``_refuse_expansion`` has sized the document: aliases share nodes, so a
+    tiny file can expand to billions of values.
     """
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    if budget is not None:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise _TooLarge(path)
     if isinstance(node, CommentedMap):
         out = {}
         for key in node:
@@ -139,7 +134,7 @@ def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]
                 positions[path + (key,)] = (line + 1, col + 1)
             except (KeyError, TypeError, AttributeError):
                 pass
-            out[str(key)] = _plain(node[key], path + (str(key),), positions, budget)
+            out[str(key)] = _plain(node[key], path + (str(key),), positions)
         return out
     if isinstance(node, CommentedSeq):
         out_list = []
@@ -149,7 +144,7 @@ def _plain(node: Any, path: SpecPath, positions: dict[SpecPath, tuple[int, int]]
                 positions[path + (i,)] = (line + 1, col + 1)
             except (KeyError, TypeError, AttributeError):
                 pass
-            out_list.append(_plain(item, path + (i,), positions, budget))
+            out_list.append(_plain(item, path + (i,), positions))
         return out_list
     if hasattr(node, "__float__") and type(node).__name__ == "ScalarFloat":
         return float(node)
@@ -282,12 +277,11 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
         raise SpecError([f"{where}: <document>: not valid YAML: {problem}"]) from None
     except RecursionError:
         raise SpecError([f"{shown}:1:1: <document>: nested too deeply to be a spec"]) from None
-    budget = [MAX_SPEC_NODES]
     try:
         _refuse_expansion(raw, MAX_SPEC_NODES)
-        plain = _plain(raw, (), positions, budget)
+        plain = _plain(raw, (), positions)
     except _TooLarge as exc:
-        line, col = positions.get(exc.path) or _position_in(raw, exc.path)
+        line, col = _position_in(raw, exc.path)
         raise SpecError([f"{shown}:{line}:{col}: <document>: expands to more than {MAX_SPEC_NODES:,} values "
                          f"(nested aliases?); refused near {'.'.join(map(str, exc.path)) or '<root>'}"]) from None
     except RecursionError:

@@ -120,9 +120,7 @@ class LocalBackend:
         completed, ask DVC's status whether it changed; release it to the pool if so, else mark it
         completed as unchanged (nothing to run, its lock entry stands), as ``dvc repro`` does."""
         with self._lock:
-            due = [name for name in self.order if name in self._held and name not in self._cancelled
-                   and self._state[name][0] == core.PLANNED
-                   and all(self._state[up][0] == core.OK for up in self.after[name])]
+            due = self._held_due()
         if not due:
             return
         changed = dvcgraph.changed_among(self.root, due)
@@ -132,6 +130,13 @@ class LocalBackend:
                 if name not in changed:
                     self._state[name] = (core.OK, 0, 0.0, "", core.UNCHANGED)
                     self.out(f"[harness] {self._elapsed()} skip   {name}: inputs unchanged, not rerun")
+
+    def _held_due(self) -> list[str]:
+        """Held stages whose upstreams have all completed: DVC is to be asked about them (caller
+        holds ``_lock``)."""
+        return [name for name in self.order if name in self._held and name not in self._cancelled
+                and self._state[name][0] == core.PLANNED
+                and all(self._state[up][0] == core.OK for up in self.after[name])]
 
     def refresh(self, manifest: RunManifest, paths: RunPaths) -> None:
         if self._error:
@@ -272,11 +277,7 @@ class LocalBackend:
                                 self._launch(name, self.budget)  # too big for the budget: alone, all of it
                             elif used + want <= self.budget:
                                 self._launch(name, want)
-                    waiting = any(name in self._held and name not in self._cancelled
-                                  and self._state[name][0] == core.PLANNED
-                                  and all(self._state[up][0] == core.OK for up in self.after[name])
-                                  for name in self.order)
-                    if not self._procs and (self._interrupt.is_set() or not (self._ready() or waiting)):
+                    if not self._procs and (self._interrupt.is_set() or not (self._ready() or self._held_due())):
                         break
                 time.sleep(TICK_S)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the scheduler by refresh()

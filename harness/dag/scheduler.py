@@ -110,7 +110,6 @@ class Backend(Protocol):
 @dataclass
 class CollectReport:
     recorded: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
@@ -149,7 +148,6 @@ def collect(root: Path, manifest: RunManifest, paths: RunPaths, backend: Backend
     for stage in manifest.in_order():  # not rerun: its lock entry stands as it is
         if stage.state == OK and stage.reason == UNCHANGED and not stage.recorded:
             stage.recorded, stage.recorded_at = True, time.time()
-            report.unchanged.append(stage.name)
     ready = recordable(manifest)
     if ready:
         errors = dvcgraph.record(root, ready)

@@ -37,11 +37,10 @@ PER_TARGET = "per_target"
 ENSEMBLE_SIZES = (2, 3)
 
 
-def oof_r2(train, schema: TableSchema, oof) -> float:
+def oof_r2(y: np.ndarray, oof: np.ndarray) -> float:
     """R² (uniform over targets) of out-of-fold predictions on the training rows."""
     from sklearn.metrics import r2_score
 
-    _, y = arrays(train, schema)
     return float(r2_score(y, oof))
 
 
@@ -52,22 +51,28 @@ def oof_predictions(folder: str, split: str, schema: TableSchema):
     return read_parquet(path)[[f"pred:{t}" for t in schema.target_names]].to_numpy(dtype=np.float64)
 
 
-def add_ensemble(chosen: dict[str, Any], folders: dict[str, str], frames: dict[str, Any], split: str,
-                 split_dir: str, schema: TableSchema) -> None:
+def training_oof(folders: dict[str, str], split: str, split_dir: str,
+                 schema: TableSchema) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The split's training targets and each regressor's out-of-fold predictions of them (the
+    regressors without CV folds left out): what ``ensemble`` and ``per_target`` are chosen on."""
+    _, y = arrays(read_parquet(Path(split_dir) / "train.parquet"), schema)
+    oof = {label: oof_predictions(folder, split, schema) for label, folder in folders.items()}
+    return y, {k: v for k, v in oof.items() if v is not None}
+
+
+def add_ensemble(chosen: dict[str, Any], frames: dict[str, Any], y: np.ndarray, oof: dict[str, np.ndarray],
+                 schema: TableSchema) -> None:
     """Score every regressor by out-of-fold R² and add the best average of the top 2 or 3 as
     ``ensemble``; all on training rows. The test predictions of an average are the average of
     the members' test predictions (each member fitted on the whole training side)."""
-    train = read_parquet(Path(split_dir) / "train.parquet")
-    oof = {label: oof_predictions(folders[label], split, schema) for label in chosen}
-    oof = {k: v for k, v in oof.items() if v is not None}
     for label, pred in oof.items():
-        chosen[label]["oof_r2"] = oof_r2(train, schema, pred)
+        chosen[label]["oof_r2"] = oof_r2(y, pred)
     ranked = sorted(oof, key=lambda k: chosen[k]["oof_r2"], reverse=True)  # stable: spec order breaks ties
     best = None
     for k in ENSEMBLE_SIZES:
         if k > len(ranked):
             break
-        score = oof_r2(train, schema, np.mean([oof[m] for m in ranked[:k]], axis=0))
+        score = oof_r2(y, np.mean([oof[m] for m in ranked[:k]], axis=0))
         if best is None or score > best[0]:
             best = (score, ranked[:k])
     if best is None:
@@ -82,8 +87,8 @@ def add_ensemble(chosen: dict[str, Any], folders: dict[str, str], frames: dict[s
     frames[ENSEMBLE] = frame
 
 
-def add_per_target(chosen: dict[str, Any], folders: dict[str, str], frames: dict[str, Any], split: str,
-                   split_dir: str, schema: TableSchema) -> None:
+def add_per_target(chosen: dict[str, Any], frames: dict[str, Any], y: np.ndarray, oof: dict[str, np.ndarray],
+                   schema: TableSchema) -> None:
     """Add ``per_target``: for each target on its own, the regressor or equal-weight average of 2-3
     regressors with the best out-of-fold R² on that target (RegMix fits one model per target;
     targets differ in which model family ranks them best: dm_mathematics and ubuntu_irc favour
@@ -93,26 +98,21 @@ def add_per_target(chosen: dict[str, Any], folders: dict[str, str], frames: dict
 
     from sklearn.metrics import r2_score
 
-    singles = [label for label in chosen if label != ENSEMBLE]
-    oof = {label: oof_predictions(folders[label], split, schema) for label in singles}
-    oof = {k: v for k, v in oof.items() if v is not None}
     if len(oof) < 2:
         return
-    train = read_parquet(Path(split_dir) / "train.parquet")
-    _, y = arrays(train, schema)
     combos = [c for k in (1, *ENSEMBLE_SIZES) for c in itertools.combinations(list(oof), k)]
     per_target, composite = {}, np.empty_like(y)
     for j, target in enumerate(schema.target_names):
-        scored = [(float(r2_score(y[:, j], np.mean([oof[m][:, j] for m in combo], axis=0))), combo)
-                  for combo in combos]
-        score, combo = max(scored, key=lambda item: item[0])  # first (fewest members, spec order) wins ties
-        per_target[target] = {"members": list(combo), "oof_r2": score}
-        composite[:, j] = np.mean([oof[m][:, j] for m in combo], axis=0)
+        means = [np.mean([oof[m][:, j] for m in combo], axis=0) for combo in combos]
+        scores = [float(r2_score(y[:, j], mean)) for mean in means]
+        best = int(np.argmax(scores))  # first (fewest members, spec order) wins ties
+        per_target[target] = {"members": list(combos[best]), "oof_r2": scores[best]}
+        composite[:, j] = means[best]
     used = [label for label in oof if any(label in v["members"] for v in per_target.values())]
     chosen[PER_TARGET] = {"kind": "per_target", "params": {
         "members": [{"regressor": m, "kind": chosen[m]["kind"], "params": chosen[m]["params"]} for m in used],
         "targets": {t: v["members"] for t, v in per_target.items()}},
-        "cv_r2": None, "oof_r2": float(r2_score(y, composite)), "point": "+".join(chosen[m]["point"] for m in used),
+        "cv_r2": None, "oof_r2": oof_r2(y, composite), "point": "+".join(chosen[m]["point"] for m in used),
         "per_target_oof_r2": {t: v["oof_r2"] for t, v in per_target.items()}}
     frame = frames[used[0]].copy()
     for target, info in per_target.items():
@@ -233,8 +233,9 @@ def run(cfg: EvaluateStageConfig) -> None:
             folders[label] = folder
             chosen[label] = {"kind": info["kind"], "params": info["params"], "cv_r2": info["splits"][split]["cv_r2"],
                              "point": Path(folder).name}
-        add_ensemble(chosen, folders, frames, split, split_dir, schema)
-        add_per_target(chosen, folders, frames, split, split_dir, schema)
+        y, oof = training_oof(folders, split, split_dir, schema)
+        add_ensemble(chosen, frames, y, oof, schema)
+        add_per_target(chosen, frames, y, oof, schema)
         stats = training_stats(split_dir, schema)
         heldout = heldout_mask(split_dir, frames[BASELINE], schema)
         ranked = sorted(chosen, key=lambda k: selection_score(chosen[k]), reverse=True)
