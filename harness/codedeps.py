@@ -20,8 +20,16 @@ from pathlib import Path
 
 @functools.lru_cache(maxsize=None)
 def _imports_of(path: Path, mtime_ns: int) -> tuple[tuple[str, tuple[str, ...], int], ...]:
-    """``(module, names, level)`` of every import statement in ``path`` (cached per mtime)."""
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    """``(module, names, level)`` of every import statement in ``path`` (cached per mtime in the
+    process, and by content on disk: a compile after an edit rescans only the edited files)."""
+    from harness.contentmemo import memoised, source_salt
+
+    source = path.read_bytes()
+    return memoised("imports", source_salt(__file__), source, lambda: _scan_imports(source, path))
+
+
+def _scan_imports(source: bytes, path: Path) -> tuple[tuple[str, tuple[str, ...], int], ...]:
+    tree = ast.parse(source, filename=str(path))
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -259,14 +259,30 @@ def read_spec_text(path: Path, display: Path | None = None) -> str:
 
 
 def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
-    from ruamel.yaml.error import YAMLError
-
     shown = display or path
     text = read_spec_text(path, display)
     key = (str(shown), hashlib.sha256(text.encode()).hexdigest())
     if key in _PARSED:  # one compile reads each spec once per profile: parse it once
         plain, positions = _PARSED[key]
         return copy.deepcopy(plain), dict(positions)
+    from harness.contentmemo import memoised, source_salt
+
+    # parsed once per content on disk too: only documents that parse and pass the size checks
+    # are stored (an error is raised inside the computation, never memoised)
+    from ruamel.yaml import __version__ as ruamel_version
+
+    plain, positions = memoised("spec-yaml", source_salt(__file__) + ruamel_version.encode(), text.encode(),
+                                lambda: _parse_checked(text, shown))
+    if len(_PARSED) > 64:
+        _PARSED.clear()
+    _PARSED[key] = (copy.deepcopy(plain), dict(positions))
+    return plain, positions
+
+
+def _parse_checked(text: str, shown: Path) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
+    """YAML text -> (plain data, positions), refusing syntax errors and alias bombs with a location."""
+    from ruamel.yaml.error import YAMLError
+
     positions: dict[SpecPath, tuple[int, int]] = {}
     try:
         raw = _yaml().load(text)
@@ -286,9 +302,6 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
                          f"(nested aliases?); refused near {'.'.join(map(str, exc.path)) or '<root>'}"]) from None
     except RecursionError:
         raise SpecError([f"{shown}:1:1: <document>: nested too deeply (a recursive alias?)"]) from None
-    if len(_PARSED) > 64:
-        _PARSED.clear()
-    _PARSED[key] = (copy.deepcopy(plain), dict(positions))
     return plain, positions
 
 

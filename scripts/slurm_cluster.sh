@@ -83,6 +83,10 @@ SchedulerType=sched/backfill
 # default), and rerun the scheduler every 2 s (jobs waiting on a begin time, e.g. requeued ones):
 # a one-node dev cluster has no submit storm to absorb, and DAG latency adds up
 SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2
+# an Epilog, even a no-op one: without it slurmd frees a finished job's CPUs with no
+# MESSAGE_EPILOG_COMPLETE, so no event-driven scheduling pass follows and the next queued job
+# waits for the periodic one (0.4-0.6 s idle per hand-over here; 0.04 s with it)
+Epilog=/bin/true
 MpiDefault=none
 SwitchType=switch/none
 # accounting off: no slurmdbd; job state comes from \`scontrol show job\`

@@ -6,7 +6,7 @@ iteration took 69 s in float64, slower than hmmlearn (46 s). The arithmetic is ~
 Here the recursion runs in probability space with per-step scaling (Rabiner's c_t), over all
 sequences of a batch at once: each time step is one (n, H) @ (H, H) matmul forward, and two
 backward (one for beta, one accumulating the transition statistics straight into an (H, H)
-matrix), so nothing of size n * L * H * H is ever held.
+matrix), so nothing of size n * L * H * H is ever held, and of size n * L * H only alpha.
 
 Scaled recursion (alpha_hat rows sum to 1, c_t = p(x_t | x_<t)):
     a_0 = pi * B[:, x_0];          c_0 = sum a_0;     alpha_0 = a_0 / c_0
@@ -73,32 +73,38 @@ class TorchHmm:
         torch = self._torch
         x = torch.as_tensor(x, device=self.device).long()
         n, length = x.shape
+        h, BT = self.hidden, self.BT
         xt = x.T.contiguous()  # time-major: every step reads one contiguous (n, H) block
-        bx = self.BT[xt]  # (L, n, H): B[h, x_t] per sequence
-        alpha = torch.empty_like(bx)
+        # Only alpha is kept for all positions (L, n, H); B[:, x_t], beta, the messages and gamma
+        # live one step at a time in (n, H) buffers that stay in cache. Holding all four as
+        # (L, n, H) tensors (80 MB each at the benchmark size) made the E-step memory-bound:
+        # 0.38 s -> 0.24 s CPU per iteration at H = E = 100, 2,000 x 50 tokens, float64.
+        alpha = torch.empty(length, n, h, dtype=self.dtype, device=self.device)
         c = torch.empty(length, n, dtype=self.dtype, device=self.device)
-        torch.mul(self.pi, bx[0], out=alpha[0])
+        torch.mul(self.pi, BT[xt[0]], out=alpha[0])
         for t in range(length):
             if t:
                 torch.mm(alpha[t - 1], self.A, out=alpha[t])
-                alpha[t] *= bx[t]
+                alpha[t] *= BT[xt[t]]
             torch.sum(alpha[t], 1, out=c[t])
             alpha[t] /= c[t, :, None]
-        # backward: scaled messages m_t = B[:, x_t] * beta_t / c_t for t >= 1, kept for the xi sum
-        msg = torch.empty_like(bx)
-        beta = torch.empty_like(bx)
-        beta[length - 1] = 1.0
-        for t in range(length - 1, 0, -1):
-            torch.mul(bx[t], beta[t], out=msg[t])
-            msg[t] /= c[t, :, None]
-            torch.mm(msg[t], self.A.T, out=beta[t - 1])
+        # backward: beta_t, the scaled message m_t = B[:, x_t] * beta_t / c_t (t >= 1), and the
+        # statistics of step t accumulated as soon as beta_t is known
         stats = self.stats
-        h = self.hidden
-        if length > 1:  # sum_t alpha_t^T m_{t+1}: one GEMM over all positions and sequences
-            stats.trans += (alpha[:-1].reshape(-1, h).T @ msg[1:].reshape(-1, h)) * self.A
-        gamma = alpha.mul_(beta)  # alpha is not needed any more
-        stats.start += gamma[0].sum(0)
-        stats.emit.index_add_(0, xt.reshape(-1), gamma.reshape(-1, h))
+        beta = torch.ones(n, h, dtype=self.dtype, device=self.device)
+        msg, gamma = torch.empty_like(beta), torch.empty_like(beta)
+        trans = torch.zeros(h, h, dtype=self.dtype, device=self.device)
+        for t in range(length - 1, -1, -1):
+            torch.mul(alpha[t], beta, out=gamma)
+            stats.emit.index_add_(0, xt[t], gamma)
+            if t == 0:
+                stats.start += gamma.sum(0)
+                break
+            torch.mul(BT[xt[t]], beta, out=msg)
+            msg /= c[t, :, None]
+            trans.addmm_(alpha[t - 1].T, msg)  # sum over sequences of alpha_{t-1}^T m_t
+            torch.mm(msg, self.A.T, out=beta)
+        stats.trans += trans * self.A
         logp = torch.log(c).double().sum(0)  # float64 sum: a float32 fit still reports exact totals
         stats.loglik += float(logp.sum())
         return logp
