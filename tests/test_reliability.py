@@ -262,6 +262,36 @@ def test_scheduler_refused_while_dvc_holds_its_lock(spec_project: Path):
     assert ok, proc.stderr
 
 
+def test_scheduler_waits_for_a_short_dvc_command_instead_of_crashing(tmp_path: Path):
+    """A `dvc status` in another terminal holds DVC's repo lock for seconds; DVC itself gives up
+    after ~3 s, which crashed a running `harness repro` with a LockError. The scheduler's DVC
+    calls now wait for the lock."""
+    import threading
+
+    import zc.lockfile
+
+    from harness.dag import dvcgraph
+    from slurm_support.project import make_project
+
+    root = make_project(tmp_path / "p").root  # a real git + DVC project, nothing run yet
+    lock = zc.lockfile.LockFile(str(root / ".dvc" / "tmp" / "lock"))  # what `dvc status` holds
+    released = threading.Timer(5.0, lock.close)
+    released.start()
+    t0 = time.perf_counter()
+    try:
+        changed = dvcgraph.changed_stages(root)
+        waited = time.perf_counter() - t0
+        error = ""
+    except Exception as exc:  # noqa: BLE001 - the failure being tested is any exception
+        changed, waited, error = set(), time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
+    finally:
+        released.join()
+    ok = not error and waited >= 4.5 and len(changed) > 0
+    record("concurrency", "`dvc status` while `harness repro` asks DVC", "survived" if ok else "lost",
+           f"waited {waited:.1f}s for the lock {error}")
+    assert ok, (waited, error, sorted(changed)[:3])
+
+
 def test_dvc_started_stage_refused_while_harness_repro_holds_project(spec_project: Path):
     from harness.locking import hold_project
 

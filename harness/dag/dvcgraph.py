@@ -43,13 +43,19 @@ def dvc_executable() -> str:
 @contextlib.contextmanager
 def _open(root: Path):
     """The repo, with the working directory at its root: DVC names stages relative to the cwd
-    (``dvc.yaml:a`` seen from elsewhere is ``../p/dvc.yaml:a``), and its CLI always runs there."""
+    (``dvc.yaml:a`` seen from elsewhere is ``../p/dvc.yaml:a``), and its CLI always runs there.
+
+    Waits for DVC's repo lock rather than failing: DVC gives up after ~3 s, and a user's
+    ``dvc status`` in another terminal (5-10 s on this project) used to crash a long
+    ``harness repro`` with a ``LockError`` traceback. A ``dvc repro`` cannot hold it for long
+    meanwhile: its first stage's ``harness run`` refuses while this scheduler holds the project.
+    """
     from dvc.repo import Repo
 
     previous = os.getcwd()
     os.chdir(root)
     try:
-        with Repo(".") as repo:
+        with Repo(".", _wait_for_lock=True) as repo:
             yield repo
     finally:
         os.chdir(previous)
