@@ -424,12 +424,20 @@ def format_validation_error(spec_path: Path, exc: ValidationError, data: Any, po
             found, pos = _search(positions, data, loc, err.get("input"))
             if found:
                 loc = found
-        named = re.match(r"(?:Value error, )?([A-Za-z_][\w]*(?:\.[\w]+)*):", err["msg"])
-        if named:  # a model-level validator naming the field: `coord.x.widths: ...`
-            parts = tuple(int(p) if p.isdigit() else p for p in named.group(1).split("."))
+        # a model-level validator naming the field: `coord.x.widths: ...` or `search.at must ...`
+        named = re.match(r"(?:Value error, )?([A-Za-z_]\w*(?:\.\w+)*):|(?:Value error, )?([A-Za-z_]\w*(?:\.\w+)+) ",
+                         err["msg"])
+        if named:
+            parts = tuple(int(p) if p.isdigit() else p for p in (named.group(1) or named.group(2)).split("."))
             sub, sub_pos = _locate(positions, data, loc + parts)
             if sub_pos is not None and len(sub) > len(found):
                 found, pos = sub, sub_pos
+                # and the offending key itself when the message quotes one that is there
+                for quoted in re.findall(r"'([^']+)'", err["msg"]):
+                    key, key_pos = _locate(positions, data, sub + (quoted,))
+                    if key_pos is not None and len(key) > len(sub):
+                        found, pos = key, key_pos
+                        break
         line, col = pos or (1, 1)
         dotted = _dotted(loc)
         msg = err["msg"]
