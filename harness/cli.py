@@ -159,6 +159,11 @@ def cmd_run(args) -> int:
     die_with_parent()
     if os.environ.get("DVC_ROOT") and not os.environ.get(OWNER_ENV):  # started by `dvc repro`
         check_project_free(root)
+        if os.environ.get("RANK", "0") == "0":
+            from harness.compiler import pipeline_file
+            from harness.dag.dvcgraph import snapshot_lock
+
+            snapshot_lock(root, pipeline_file(args.profile))  # DVC's next in-place lock write may be cut
     # the job it submits runs `harness run` locally and takes the stage lock there; of a torchrun
     # group only rank 0 takes it (the other ranks are the same stage run, not a second one)
     if runner != "local" or os.environ.get("RANK", "0") != "0":
@@ -178,6 +183,25 @@ def _run_stage(args, root: Path, runner: str) -> int:
         print(f"runner `{runner}` is not available (harness.runners missing)", file=sys.stderr)
         return EXIT_BAD_INPUT
     return int(run_stage(args.stage, runner, root=root, profile=args.profile) or 0)
+
+
+def cmd_repair(args) -> int:
+    """Put back what a killed DVC or harness write left half done (dvc.lock, DVC's rwlock).
+
+    For when a ``dvc`` command refuses with "dvc.lock validation failed" or a corrupted rwlock
+    after a ``kill -9``; ``harness repro`` and ``harness collect`` do the same when they start.
+    """
+    from harness.dag.dvcgraph import restore_interrupted_record
+    from harness.locking import hold_project
+
+    root = _root(args)
+    with hold_project(root, "harness repair"):
+        restored = restore_interrupted_record(root)
+    for item in restored:
+        print(f"restored {item}")
+    print("nothing to repair" if not restored else
+          f"{len(restored)} file(s) restored; `dvc repro` reruns what they no longer record")
+    return 0
 
 
 def cmd_bootstrap(args) -> int:
@@ -299,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direct", action="store_true", help="hide stages stale only through a stale upstream")
     p.add_argument("--check", action="store_true", help="exit 1 when any stage is stale")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("repair", help="restore a dvc.lock (or DVC rwlock) that a killed write left unparseable")
+    p.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("bootstrap", help="generate the embedded default data (data/) and check data.dvc")
     p.set_defaults(func=cmd_bootstrap)

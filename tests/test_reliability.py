@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, run
 
@@ -260,6 +261,37 @@ def test_scheduler_refused_while_dvc_holds_its_lock(spec_project: Path):
     ok = proc.returncode == 4 and "dvc" in proc.stderr.lower() and str(os.getpid()) in proc.stderr
     record("concurrency", "`harness repro` while `dvc repro` runs", "refused" if ok else "lost", proc.stderr)
     assert ok, proc.stderr
+
+
+def test_a_lock_truncated_by_a_killed_dvc_write_is_repaired(tmp_path: Path):
+    """`dvc repro` rewrites dvc.lock in place after each stage; a kill -9 in that window leaves a
+    lock every DVC command refuses. `harness run` keeps a copy of the lock as it was when the
+    stage began; `harness repair` puts it back, and `dvc repro` then reruns only what it lacks."""
+    from slurm_support.project import make_project
+
+    project = make_project(tmp_path / "p", {"branches": ["a", "b"]})
+    project.run(["dvc", "repro"])
+    lock = project.root / "dvc.lock"
+    complete = lock.read_bytes()
+    # what a kill mid-write leaves: the text cut inside the last stage's entry, right after its
+    # `outs:` key (still YAML, but DVC's lock schema refuses it: "validation failed")
+    cut = complete.rindex(b"\n    outs:")
+    lock.write_bytes(complete[: complete.index(b"\n", cut + 1) + 1])
+    refused = project.run(["dvc", "status"], check=False)
+    repaired = project.run(["harness", "repair"], check=False)
+    status_after = project.run(["dvc", "status"], check=False)
+    rerun = project.run(["dvc", "repro"], check=False)
+    # the last stage only (from DVC's run cache: same inputs, same outputs); the others unchanged
+    reran = rerun.stdout.count("Running stage") + rerun.stdout.count("is cached - skipping run")
+    ok = (refused.returncode != 0 and repaired.returncode == 0 and "restored dvc.lock" in repaired.stdout
+          and status_after.returncode == 0 and "join" in status_after.stdout
+          and rerun.returncode == 0 and lock.read_bytes() == complete and reran == 1)
+    record("kills", "dvc.lock cut in half (a kill during DVC's lock write), then `harness repair`",
+           "survived" if ok else "lost",
+           f"dvc status refused (rc {refused.returncode}); repair: {repaired.stdout.strip()[:120]}; "
+           f"dvc repro reran {reran} stage(s); lock byte-identical: {lock.read_bytes() == complete}")
+    assert ok, (refused.stderr[-300:], repaired.stdout, repaired.stderr[-300:], status_after.stderr[-300:],
+                rerun.stdout[-500:], rerun.stderr[-300:])
 
 
 def test_scheduler_waits_for_a_short_dvc_command_instead_of_crashing(tmp_path: Path):

@@ -204,10 +204,73 @@ def _drop_backup(root: Path, dvcyaml: str) -> None:
     _lock_and_backup(root, dvcyaml)[1].unlink(missing_ok=True)
 
 
+def _good_copy(root: Path, dvcyaml: str) -> Path:
+    return Path(root) / ".dvc" / "tmp" / "harness-record" / (dvcyaml.replace("/", "__") + ".lock.good")
+
+
+def snapshot_lock(root: Path, dvcyaml: str) -> None:
+    """Keep a copy of ``dvcyaml``'s lock as it is when a stage that ``dvc repro`` started begins.
+
+    Why: ``dvc repro`` rewrites ``dvc.lock`` in place after each stage (about a second for this
+    project's lock), so a ``kill -9`` in that window leaves a truncated lock that every later DVC
+    command refuses ("dvc.lock validation failed"); the kill matrix of tests/test_reliability_kills
+    hit it. When a stage starts, DVC has finished writing the lock (it runs stages one at a time
+    and writes in between), so this copy is complete; ``restore_interrupted_record`` (``harness
+    repair``, and the start of every ``harness repro`` / ``collect``) puts it back if the lock no
+    longer parses. An older lock is always safe to restore: a stage whose recorded hashes do not
+    match its files is rerun. Best effort: a failed copy never stops the stage.
+    """
+    lock, _ = _lock_and_backup(root, dvcyaml)
+    good = _good_copy(root, dvcyaml)
+    try:
+        import shutil
+
+        good.parent.mkdir(parents=True, exist_ok=True)
+        tmp = good.with_name(f".{good.name}.{os.getpid()}.tmp")
+        if lock.exists():
+            shutil.copy2(lock, tmp)
+            os.replace(tmp, good)
+        else:
+            good.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def _parses(lock: Path) -> bool:
+    """Whether DVC would accept ``lock``: YAML, and DVC's own lock-file schema (a write cut inside
+    a stage's entry is still YAML, but lacks keys DVC requires: "validation failed")."""
+    import yaml
+    from dvc.schema import COMPILED_LOCKFILE_SCHEMA
+
+    try:
+        data = yaml.load(lock.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        COMPILED_LOCKFILE_SCHEMA(data)
+    except Exception:  # noqa: BLE001 - OSError, decode, YAML or voluptuous errors: all mean "DVC refuses it"
+        return False
+    return True
+
+
 def restore_interrupted_record(root: Path) -> list[str]:
     """Put back every lock file whose recording was cut short (the stages it was recording are
-    not marked recorded in the run manifest, so they are recorded again). Returns what it restored."""
+    not marked recorded in the run manifest, so they are recorded again), and every lock a killed
+    ``dvc repro`` left unparseable (from :func:`snapshot_lock`'s copy). Returns what it restored."""
     _repair_rwlock(root)
+    restored = _restore_record_backups(root)
+    folder = Path(root) / ".dvc" / "tmp" / "harness-record"
+    for good in sorted(folder.glob("*.lock.good")) if folder.is_dir() else []:
+        dvcyaml = good.name[: -len(".lock.good")].replace("__", "/")
+        lock, _ = _lock_and_backup(root, dvcyaml)
+        if lock.exists() and not _parses(lock) and _parses(good):
+            tmp = lock.with_name(lock.name + ".harness-restore")
+            import shutil
+
+            shutil.copy2(good, tmp)
+            os.replace(tmp, lock)
+            restored.append(f"{lock.relative_to(root)} (unparseable, left by a killed DVC write)")
+    return restored
+
+
+def _restore_record_backups(root: Path) -> list[str]:
     folder = Path(root) / ".dvc" / "tmp" / "harness-record"
     restored = []
     for backup in sorted(folder.glob("*.lock.bak")) if folder.is_dir() else []:
