@@ -286,7 +286,7 @@ def test_a_lock_truncated_by_a_killed_dvc_write_is_repaired(tmp_path: Path):
     ok = (refused.returncode != 0 and repaired.returncode == 0 and "restored dvc.lock" in repaired.stdout
           and status_after.returncode == 0 and "join" in status_after.stdout
           and rerun.returncode == 0 and lock.read_bytes() == complete and reran == 1)
-    record("kills", "dvc.lock cut in half (a kill during DVC's lock write), then `harness repair`",
+    record("kills", "dvc.lock cut inside a stage entry (a kill during DVC's lock write), then `harness repair`",
            "survived" if ok else "lost",
            f"dvc status refused (rc {refused.returncode}); repair: {repaired.stdout.strip()[:120]}; "
            f"dvc repro reran {reran} stage(s); lock byte-identical: {lock.read_bytes() == complete}")
