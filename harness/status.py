@@ -247,8 +247,8 @@ def stage_statuses(root: Path, profile: str = "smoke", committed: bool = False,
         for name, entry in stages.items():
             if name in result or (targets and name not in targets):
                 continue
-            ups = sorted({out_owner[d] for d in entry.get("deps") or [] if out_owner.get(d) in result
-                          and out_owner[d] not in (name, CHECK_STAGE)})
+            owners = {_owner_of(d, out_owner) for d in entry.get("deps") or []}
+            ups = sorted(o for o in owners if o in result and o not in (name, CHECK_STAGE))
             if ups:
                 add(name, f"may rerun: upstream {', '.join(ups)} stale")
                 result[name].downstream_only = True
@@ -257,14 +257,31 @@ def stage_statuses(root: Path, profile: str = "smoke", committed: bool = False,
     return sorted(result.values(), key=lambda s: order.index(s.stage) if s.stage in order else len(order))
 
 
+def _owner_of(path: str, out_owner: dict[str, str]) -> str | None:
+    """The stage whose output is ``path``, or a directory holding it (a sweep writes a folder;
+    a later stage reads one file of it)."""
+    if path in out_owner:
+        return out_owner[path]
+    parts = path.split("/")
+    for end in range(len(parts) - 1, 0, -1):
+        owner = out_owner.get("/".join(parts[:end]))
+        if owner:
+            return owner
+    return None
+
+
 def _file_reason(root, wdir, name, path, what, lock, out_owner, locked, history, committed, add) -> None:
-    owner = out_owner.get(path)
+    owner = _owner_of(path, out_owner)
     if owner and owner != name:
         if committed:
             theirs = {e["path"]: e.get("md5") for e in (locked.get(owner, {}).get("outs") or [])}
             mine = _lock_entries(lock, "deps", name).get(path, {}).get("md5")
-            if theirs.get(path) == mine:
+            if mine is not None and theirs.get(path) == mine:
                 return  # the lock is self-consistent; the file is just not in this clone
+            if path not in theirs and what == "deleted":
+                # a file inside the upstream's output folder, absent from this clone: the lock
+                # records only the folder's hash, and the upstream's own status says if it is stale
+                return
         add(name, f"upstream {owner} output {path} {'missing' if what == 'deleted' else 'changed'}")
         return
     if what == "deleted":
