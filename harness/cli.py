@@ -30,7 +30,8 @@ EXIT_BAD_INPUT = 2
 EXIT_GATE_FAILED = 3
 EXIT_BUSY = 4  # harness.locking.EXIT_BUSY
 #: schedulers that remove, write and record outputs of the whole project: one at a time
-PROJECT_COMMANDS = ("repro", "collect")
+#: commands that hold the project lock; each first puts back what a killed write left half done
+PROJECT_COMMANDS = ("repro", "collect", "repair")
 #: errors of the machine's state (full disk, quota, read-only folder) reported as messages
 WRITE_ERRNOS = {28, 122, 30, 13}  # ENOSPC, EDQUOT, EROFS, EACCES
 
@@ -186,21 +187,11 @@ def _run_stage(args, root: Path, runner: str) -> int:
 
 
 def cmd_repair(args) -> int:
-    """Put back what a killed DVC or harness write left half done (dvc.lock, DVC's rwlock).
-
-    For when a ``dvc`` command refuses with "dvc.lock validation failed" or a corrupted rwlock
-    after a ``kill -9``; ``harness repro`` and ``harness collect`` do the same when they start.
-    """
-    from harness.dag.dvcgraph import restore_interrupted_record
-    from harness.locking import hold_project
-
-    root = _root(args)
-    with hold_project(root, "harness repair"):
-        restored = restore_interrupted_record(root)
-    for item in restored:
-        print(f"restored {item}")
-    print("nothing to repair" if not restored else
-          f"{len(restored)} file(s) restored; `dvc repro` reruns what they no longer record")
+    """For when a ``dvc`` command refuses with "dvc.lock validation failed" or a corrupted rwlock
+    after a ``kill -9``. The repair itself is what every project command does first (``main``,
+    under the project lock); this one only reports it."""
+    print("nothing to repair" if not args.restored else
+          f"{len(args.restored)} file(s) restored; `dvc repro` reruns what they no longer record")
     return 0
 
 
@@ -365,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in PROJECT_COMMANDS:
             from harness.locking import hold_project
 
+            from harness.dag.dvcgraph import restore_interrupted_record
+
             with hold_project(_root(args), f"harness {args.command}"):
+                args.restored = restore_interrupted_record(_root(args))
+                for item in args.restored:
+                    print(f"restored {item}")
                 return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `harness stages | head`: the reader left; not an error

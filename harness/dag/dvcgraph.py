@@ -149,7 +149,7 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
     for name in names:
         path, _, stage_name = name.rpartition(":")
         by_file.setdefault(path or PROJECT_FILE, []).append((name, stage_name))
-    restore_interrupted_record(root)
+    restore_record_backups(root)
     with _open(root) as repo, repo.lock:
         for path, items in by_file.items():
             _backup_lock(root, path)
@@ -179,33 +179,51 @@ def record(root: Path, names: list[str]) -> dict[str, str]:
     return errors
 
 
-def _lock_and_backup(root: Path, dvcyaml: str) -> tuple[Path, Path]:
-    lock = Path(root) / (dvcyaml[: -len("dvc.yaml")] + "dvc.lock" if dvcyaml.endswith("dvc.yaml") else dvcyaml + ".lock")
-    backup = Path(root) / ".dvc" / "tmp" / "harness-record" / (dvcyaml.replace("/", "__") + ".lock.bak")
-    return lock, backup
+def _record_dir(root: Path) -> Path:
+    """Where the recorder's lock backups and :func:`snapshot_lock`'s copies live."""
+    return Path(root) / ".dvc" / "tmp" / "harness-record"
+
+
+def _lock_of(root: Path, dvcyaml: str) -> Path:
+    return Path(root) / (dvcyaml[: -len("dvc.yaml")] + "dvc.lock" if dvcyaml.endswith("dvc.yaml") else dvcyaml + ".lock")
+
+
+def _kept_copy(root: Path, dvcyaml: str, suffix: str) -> Path:
+    """A kept copy of ``dvcyaml``'s lock: ``.lock.bak`` (the recorder's) or ``.lock.good`` (a stage's)."""
+    return _record_dir(root) / (dvcyaml.replace("/", "__") + suffix)
+
+
+def _pipelines_with(root: Path, suffix: str) -> list[tuple[str, Path]]:
+    """``(dvcyaml, kept copy)`` for every copy with ``suffix`` in the record folder."""
+    folder = _record_dir(root)
+    return [(copy.name[: -len(suffix)].replace("__", "/"), copy)
+            for copy in (sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else [])]
+
+
+def _copy_atomically(src: Path, dst: Path) -> None:
+    """``dst`` becomes a copy of ``src`` (or empty, ``src`` being absent) in one rename: a copy cut
+    short by a kill never replaces what was there. (Not ``harness.io.atomic_path``: it removes
+    the target before its rename, right for stage outputs, not for a lock that must never be absent.)"""
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    if src.exists():
+        shutil.copy2(src, tmp)
+    else:
+        tmp.write_text("")
+    os.replace(tmp, dst)
 
 
 def _backup_lock(root: Path, dvcyaml: str) -> None:
     """DVC rewrites dvc.lock in place (not atomically); a recorder killed mid-write would leave it
-    truncated. A copy taken first, removed once the write is done, is restored by the next recorder."""
-    import shutil
-
-    lock, backup = _lock_and_backup(root, dvcyaml)
-    backup.parent.mkdir(parents=True, exist_ok=True)
-    tmp = backup.with_suffix(".tmp")
-    if lock.exists():
-        shutil.copy2(lock, tmp)
-    else:
-        tmp.write_text("")  # empty backup: there was no lock file
-    os.replace(tmp, backup)
+    truncated. A copy taken first (empty when there was no lock file), removed once the write is
+    done, is restored by the next recorder."""
+    _copy_atomically(_lock_of(root, dvcyaml), _kept_copy(root, dvcyaml, ".lock.bak"))
 
 
 def _drop_backup(root: Path, dvcyaml: str) -> None:
-    _lock_and_backup(root, dvcyaml)[1].unlink(missing_ok=True)
-
-
-def _good_copy(root: Path, dvcyaml: str) -> Path:
-    return Path(root) / ".dvc" / "tmp" / "harness-record" / (dvcyaml.replace("/", "__") + ".lock.good")
+    _kept_copy(root, dvcyaml, ".lock.bak").unlink(missing_ok=True)
 
 
 def snapshot_lock(root: Path, dvcyaml: str) -> None:
@@ -215,21 +233,15 @@ def snapshot_lock(root: Path, dvcyaml: str) -> None:
     project's lock), so a ``kill -9`` in that window leaves a truncated lock that every later DVC
     command refuses ("dvc.lock validation failed"); the kill matrix of tests/test_reliability_kills
     hit it. When a stage starts, DVC has finished writing the lock (it runs stages one at a time
-    and writes in between), so this copy is complete; ``restore_interrupted_record`` (``harness
-    repair``, and the start of every ``harness repro`` / ``collect``) puts it back if the lock no
-    longer parses. An older lock is always safe to restore: a stage whose recorded hashes do not
-    match its files is rerun. Best effort: a failed copy never stops the stage.
+    and writes in between), so this copy is complete; :func:`restore_interrupted_record`
+    (``harness repair``, and the start of every ``harness repro`` / ``collect``) puts it back if
+    DVC would refuse the lock. An older lock is always safe to restore: a stage whose recorded
+    hashes do not match its files is rerun. Best effort: a failed copy never stops the stage.
     """
-    lock, _ = _lock_and_backup(root, dvcyaml)
-    good = _good_copy(root, dvcyaml)
+    lock, good = _lock_of(root, dvcyaml), _kept_copy(root, dvcyaml, ".lock.good")
     try:
-        import shutil
-
-        good.parent.mkdir(parents=True, exist_ok=True)
-        tmp = good.with_name(f".{good.name}.{os.getpid()}.tmp")
         if lock.exists():
-            shutil.copy2(lock, tmp)
-            os.replace(tmp, good)
+            _copy_atomically(lock, good)
         else:
             good.unlink(missing_ok=True)
     except OSError:
@@ -251,39 +263,31 @@ def _parses(lock: Path) -> bool:
 
 
 def restore_interrupted_record(root: Path) -> list[str]:
-    """Put back every lock file whose recording was cut short (the stages it was recording are
-    not marked recorded in the run manifest, so they are recorded again), and every lock a killed
-    ``dvc repro`` left unparseable (from :func:`snapshot_lock`'s copy). Returns what it restored."""
-    _repair_rwlock(root)
-    restored = _restore_record_backups(root)
-    folder = Path(root) / ".dvc" / "tmp" / "harness-record"
-    for good in sorted(folder.glob("*.lock.good")) if folder.is_dir() else []:
-        dvcyaml = good.name[: -len(".lock.good")].replace("__", "/")
-        lock, _ = _lock_and_backup(root, dvcyaml)
+    """Everything a killed write left half done, put back (``harness repair``; every ``harness
+    repro`` / ``collect`` does it first, under the project lock, before DVC reads a lock): the
+    rwlock, lock files a killed recorder was rewriting, and locks a killed ``dvc repro`` left
+    unparseable (from :func:`snapshot_lock`'s copy). Returns what it restored."""
+    restored = restore_record_backups(root)
+    for dvcyaml, good in _pipelines_with(root, ".lock.good"):
+        lock = _lock_of(root, dvcyaml)
         if lock.exists() and not _parses(lock) and _parses(good):
-            tmp = lock.with_name(lock.name + ".harness-restore")
-            import shutil
-
-            shutil.copy2(good, tmp)
-            os.replace(tmp, lock)
+            _copy_atomically(good, lock)
             restored.append(f"{lock.relative_to(root)} (unparseable, left by a killed DVC write)")
     return restored
 
 
-def _restore_record_backups(root: Path) -> list[str]:
-    folder = Path(root) / ".dvc" / "tmp" / "harness-record"
+def restore_record_backups(root: Path) -> list[str]:
+    """Put back the rwlock and every lock file whose recording was cut short (the stages it was
+    recording are not marked recorded in the run manifest, so they are recorded again). Cheap:
+    run before every recording."""
+    _repair_rwlock(root)
     restored = []
-    for backup in sorted(folder.glob("*.lock.bak")) if folder.is_dir() else []:
-        dvcyaml = backup.name[: -len(".lock.bak")].replace("__", "/")
-        lock, _ = _lock_and_backup(root, dvcyaml)
+    for dvcyaml, backup in _pipelines_with(root, ".lock.bak"):
+        lock = _lock_of(root, dvcyaml)
         if backup.stat().st_size == 0:
             lock.unlink(missing_ok=True)
         else:
-            tmp = lock.with_name(lock.name + ".harness-restore")
-            import shutil
-
-            shutil.copy2(backup, tmp)
-            os.replace(tmp, lock)
+            _copy_atomically(backup, lock)
         backup.unlink()
         restored.append(str(lock.relative_to(root)))
     return restored
