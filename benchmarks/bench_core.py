@@ -120,7 +120,8 @@ def bench_trainer(tmp: Path) -> None:
     ratios = [h / p for h, p in zip(rates_harness, rates_plain)]
     plain, harness = statistics.median(rates_plain), statistics.median(rates_harness)
     print(f"trainer: {harness:,.0f} tokens/s vs plain PyTorch loop {plain:,.0f} tokens/s (medians of {PAIRS} "
-          f"interleaved runs: ratio {harness / plain:.2f}; median of per-pair ratios {statistics.median(ratios):.2f}, per pair {', '.join(f'{r:.2f}' for r in ratios)}; "
+          f"interleaved runs: ratio {harness / plain:.2f}; median of per-pair ratios {statistics.median(ratios):.2f}, "
+          f"per pair {', '.join(f'{r:.2f}' for r in ratios)}; "
           f"target >= 1.0; includes checkpoints every {cfg.checkpoint_every} steps)")
 
 

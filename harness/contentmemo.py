@@ -4,9 +4,10 @@ Why: `harness compile --check` after an edit re-reads every spec and scans every
 although only the edited file changed; the ruamel round-trip parse of four specs and ~90 AST
 scans are most of its second. A result is stored under the SHA-256 of (what computed it, the
 code that computed it, the interpreter, the input bytes), so it can never be served for other
-bytes or after the parser changed; a file that moved or was copied hits the same entry. Values are serialised with
-:mod:`marshal` (plain containers only: what cannot be marshalled is simply not memoised), and
-every failure to read or write the memo falls back to computing: the memo only ever saves time.
+bytes or after the parser changed; a file that moved or was copied hits the same entry. Values
+are serialised with :mod:`marshal` (plain containers only: what cannot be marshalled is simply
+not memoised), and every failure to read or write the memo falls back to computing: the memo
+only ever saves time.
 
 Location: ``$HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/harness/memo``, else
 ``~/.cache/harness/memo``.
@@ -14,6 +15,7 @@ Location: ``$HARNESS_CACHE_DIR``, else ``$XDG_CACHE_HOME/harness/memo``, else
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import marshal
 import os
@@ -34,8 +36,10 @@ def cache_dir() -> Path:
     return Path(base) / "harness" / "memo"
 
 
+@functools.lru_cache(maxsize=None)
 def source_salt(*modules_files: str) -> bytes:
-    """Bytes of the code that computes a memoised value: a change to it invalidates every entry."""
+    """Bytes of the code that computes a memoised value: a change to it invalidates every entry.
+    (Read once per process: a compile asks for it once per scanned module.)"""
     h = hashlib.sha256()
     for name in modules_files:
         try:

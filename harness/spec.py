@@ -265,12 +265,12 @@ def read_yaml_with_positions(path: Path, display: Path | None = None) -> tuple[A
     if key in _PARSED:  # one compile reads each spec once per profile: parse it once
         plain, positions = _PARSED[key]
         return copy.deepcopy(plain), dict(positions)
+    from ruamel.yaml import __version__ as ruamel_version
+
     from harness.contentmemo import memoised, source_salt
 
     # parsed once per content on disk too: only documents that parse and pass the size checks
     # are stored (an error is raised inside the computation, never memoised)
-    from ruamel.yaml import __version__ as ruamel_version
-
     plain, positions = memoised("spec-yaml", source_salt(__file__) + ruamel_version.encode(), text.encode(),
                                 lambda: _parse_checked(text, shown))
     if len(_PARSED) > 64:
