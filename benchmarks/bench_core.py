@@ -6,7 +6,8 @@
 2. no-op `dvc repro dvc.yaml` vs `dvc status dvc.yaml` on the same pipeline, DVC's own floor
    (target <= 1.1x). Both load every pipeline of the repo (``profiles/*/dvc.yaml`` and their
    locks: repro to build the whole graph, status to print "up to date", via
-   ``repo.index.stages``); ``dvc status -q`` skips that and is printed too, for scale;
+   ``repo.index.stages``); ``dvc status -q`` skips that and is printed too, for scale. The same
+   repro with DVC's per-stage rwlock off (``dvc_without_rwlock.py``) attributes the gap;
 3. the shared trainer's tokens/s vs a plain PyTorch loop training the same Llama on the same
    batches, the median of interleaved runs (target >= 1.0: the harness's checkpointing,
    scheduling and logging must be free).
@@ -59,18 +60,25 @@ def bench_cli() -> None:
     print(f"harness compile --check: cold {cold:.2f}s wall / {cold_cpu:.2f}s CPU, warm (memo) {warm:.2f}s / "
           f"{warm_cpu:.2f}s CPU (target < 1 s); bare python start {python:.2f}s / {python_cpu:.2f}s")
     quiet, quiet_cpu = timed(["dvc", "status", "-q", "dvc.yaml"], repeats=3)
-    ratios, pairs = [], []
-    for rep in range(5):  # interleaved pairs, alternating who goes first: the box's load drifts
-        order = (("status", "repro") if rep % 2 == 0 else ("repro", "status"))
-        got = {who: timed(["dvc", who, "dvc.yaml"], repeats=1) for who in order}
+    commands = {"status": ["dvc", "status", "dvc.yaml"], "repro": ["dvc", "repro", "dvc.yaml"],
+                "repro_unlocked": [sys.executable, str(ROOT / "benchmarks" / "dvc_without_rwlock.py"),
+                                   "repro", "dvc.yaml"]}
+    ratios, unlocked, pairs = [], [], []
+    for rep in range(5):  # interleaved triples, rotating who goes first: the box's load drifts
+        order = list(commands)[rep % 3:] + list(commands)[:rep % 3]
+        got = {who: timed(commands[who], repeats=1) for who in order}
         pairs.append(got)
         ratios.append(got["repro"][1] / got["status"][1])
+        unlocked.append(got["repro_unlocked"][1] / got["status"][1])
     status = statistics.median(p["status"][0] for p in pairs)
     noop = statistics.median(p["repro"][0] for p in pairs)
     print(f"no-op dvc repro: {noop:.2f}s wall vs dvc status {status:.2f}s (medians of 5 interleaved pairs); CPU "
           f"ratio per pair {', '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f} "
           f"(target <= 1.1; no harness process starts on a no-op); `dvc status -q` {quiet:.2f}s / {quiet_cpu:.2f}s "
           "CPU: it skips loading the other pipelines, which repro's graph and status's printed answer both need")
+    print(f"  attribution: the same no-op repro with DVC's per-stage rwlock off (benchmarks/dvc_without_rwlock.py): "
+          f"CPU ratio to status per run {', '.join(f'{r:.2f}' for r in unlocked)}, median "
+          f"{statistics.median(unlocked):.2f}; the rest of the gap is DVC's repro graph build")
 
 
 def plain_loop(model, ids, cfg) -> float:
