@@ -111,7 +111,9 @@ def test_optimal_lr_refines_a_parabola_vertex():
     TransformerSpec(depth=2, base_width=32, max_seq_len=32),
     TransformerSpec(depth=1, base_width=32, max_seq_len=32, tie=True, activation="swiglu"),
     LSTMSpec(base_width=32),
-], ids=["transformer", "transformer-tied-swiglu", "lstm"])
+    # the reference sweep's model: four heads of size 2 at its base width 8, N(0, 1) embeddings
+    TransformerSpec(depth=2, heads=4, base_width=8, embed_std=1.0, max_seq_len=32),
+], ids=["transformer", "transformer-tied-swiglu", "lstm", "transformer-reference"])
 def test_mup_is_sp_at_the_base_width(ids, spec):
     """At ``base_width`` μP and SP are one model: same parameters, same logits, same training losses.
 
