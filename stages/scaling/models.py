@@ -94,9 +94,9 @@ def attention_scale(spec: TransformerSpec, width: int, mup: bool) -> float:
     where μP must be SP.
     """
     head_dim = width // spec.heads
-    if not mup:
-        return 1.0 / math.sqrt(head_dim)
     base_head = spec.base_width // spec.heads
+    if not mup or head_dim == base_head:  # exactly SP's value: √d/d can differ from 1/√d in the last bit
+        return 1.0 / math.sqrt(head_dim)
     return math.sqrt(base_head) / head_dim
 
 
