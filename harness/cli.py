@@ -354,12 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     try:
         if args.command in PROJECT_COMMANDS:
+            from harness.dag.dvcgraph import restore_interrupted_record
             from harness.locking import hold_project
 
-            from harness.dag.dvcgraph import restore_interrupted_record
-
-            with hold_project(_root(args), f"harness {args.command}"):
-                args.restored = restore_interrupted_record(_root(args))
+            root = _root(args)
+            with hold_project(root, f"harness {args.command}"):
+                args.restored = restore_interrupted_record(root)
                 for item in args.restored:
                     print(f"restored {item}")
                 return int(args.func(args) or 0)
