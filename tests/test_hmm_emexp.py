@@ -50,3 +50,19 @@ def test_em_experiment_stage_writes_one_row_per_setting(tmp_path, kind):
     else:
         assert list(table["unique_sequences"]) == [64, 16]
     assert json.loads((tmp_path / "m.json").read_text())["kind"] == kind
+
+
+def test_final_ce_table_keeps_each_vocabulary_apart(tmp_path):
+    """A grid over two K values gets one heatmap row per (K, H), never a K-average."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from stages.hmm_icl.report import em_sections
+
+    grid = pd.DataFrame([{"K": k, "H": h, "L": l, "hmm_final_ce": k + h / 100 + l / 10000}
+                         for k in (16, 32) for h in (8, 16) for l in (32, 64)])
+    text = "\n".join(em_sections(SimpleNamespace(em_tables=[]), grid, tmp_path))
+    assert "32.08" in text and "16.08" in text      # one row per K; a K-average would read 24.08
+    assert "24.08" not in text
+    assert (tmp_path / "final_ce_heatmap.png").exists()

@@ -128,3 +128,21 @@ def test_synthetic_point_outside_the_grid_is_a_spec_error(tmp_path):
     params = load_params(REPO / "params.yaml")
     with pytest.raises(SpecError, match="k32-h17-l32"):
         load_spec(bad, params, discover_studies())
+
+
+def test_steps_by_pool_sets_only_that_pools_llama_steps(tmp_path):
+    text = SPEC.read_text().replace("icl: {smoothing: 0.5,", "  steps_by_pool: {4: 350}\n\nicl: {smoothing: 0.5,", 1)
+    spec = tmp_path / "hmm_icl.yaml"
+    spec.write_text(text)
+    loaded = load_spec(spec, load_params(REPO / "params.yaml"), discover_studies())
+    steps = {s.config.point.tag + "-" + s.name.rsplit("-", 1)[1]: s.config.train.steps
+             for s in loaded.plan() if s.kind == "train"}
+    assert steps == {"k32-h16-l32-p1": 200, "k32-h16-l32-p4": 350}
+
+
+def test_steps_by_pool_naming_an_unknown_pool_is_a_spec_error(tmp_path):
+    text = SPEC.read_text().replace("icl: {smoothing: 0.5,", "  steps_by_pool: {16: 350}\n\nicl: {smoothing: 0.5,", 1)
+    bad = tmp_path / "hmm_icl.yaml"
+    bad.write_text(text)
+    with pytest.raises(SpecError, match=r"steps_by_pool names pool sizes \[16\]"):
+        load_spec(bad, load_params(REPO / "params.yaml"), discover_studies())

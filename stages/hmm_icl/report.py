@@ -235,7 +235,8 @@ def em_sections(cfg: ReportConfig, grid: pd.DataFrame, out: Path) -> list[str]:
                   _md(t), ""]
     if len(grid) and grid["H"].nunique() > 1 and grid["L"].nunique() > 1:
         _plot_heatmap(grid, out / "final_ce_heatmap.png")
-        pivot = grid.pivot_table(index="H", columns="L", values="hmm_final_ce")
+        # one row per (K, H): a pivot on H alone would average different vocabularies together
+        pivot = grid.pivot_table(index=["K", "H"], columns="L", values="hmm_final_ce")
         pivot.columns = [f"L={c}" for c in pivot.columns]
         lines += ["## Final-token cross-entropy: hidden states x sequence length (validation)", "",
                   _md(pivot.reset_index()), "", "![final-token CE heatmap](final_ce_heatmap.png)", ""]

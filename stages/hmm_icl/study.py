@@ -21,6 +21,7 @@ from stages.hmm_icl.configs import (
     CorpusConfig, CorpusSource, EmExperimentConfig, EmExperimentsSpec, EmSpec, EvalConfig, EvalSpec, FitConfig,
     GridPoint, IclConfig, IclSpec, LlamaSpec, LmTrainConfig, LmTrainSpec, ReportConfig, SampleConfig, SynthSpec,
 )
+from stages.hmm_icl.pool import Permutations
 
 STUDY_NAME = "hmm_icl"
 
@@ -47,6 +48,23 @@ class Grid(StrictModel):
 class LmSpec(StrictModel):
     model: LlamaSpec
     train: LmTrainSpec
+    #: ``train.steps`` for the pool sizes named here (every other pool: ``train.steps``). A pool of
+    #: M permutations is M relabelled HMMs for the Llama to learn, so a larger pool may need more
+    #: steps to approach the optimum than the budget of the smaller ones allows them all.
+    steps_by_pool: dict[int, int] = Field(default_factory=dict)
+
+    @field_validator("steps_by_pool")
+    @classmethod
+    def _positive(cls, steps: dict[int, int]) -> dict[int, int]:
+        bad = {m: n for m, n in steps.items() if m < 1 or n < 1}
+        if bad:
+            raise ValueError(f"pool sizes and steps must be >= 1, got {bad}")
+        return steps
+
+    def train_for(self, perms: Permutations) -> LmTrainSpec:
+        """The training settings of the Llama for one permutation pool."""
+        steps = self.steps_by_pool.get(perms.pool) if perms.pool is not None else None
+        return self.train if steps is None else self.train.model_copy(update={"steps": steps})
 
 
 class HmmIclSpec(StudySpec):
@@ -67,6 +85,11 @@ class HmmIclSpec(StudySpec):
         for i, point in enumerate(self.synthetic.points or []):
             if point.tag not in tags:
                 raise ValueError(f"synthetic.points[{i}] ({point.tag}) is not a point of the grid")
+        pools = {p.pool for p in self.synthetic.permutations}
+        unknown = sorted(set(self.lm.steps_by_pool) - pools)
+        if unknown:
+            raise ValueError(f"lm.steps_by_pool names pool sizes {unknown} that synthetic.permutations does not"
+                             f" have (it has {sorted(p for p in pools if p is not None)})")
         if self.em_experiments is not None and self.em_experiments.point.tag not in tags:
             raise ValueError(f"em_experiments.point ({self.em_experiments.point.tag}) is not a point of the grid")
         return self
@@ -129,7 +152,7 @@ def plan(spec: HmmIclSpec, ctx: PlanContext) -> list[StageDef]:
             stages.append(StageDef(
                 name=f"{STUDY_NAME}-train-{tag}", kind="train", func="stages.hmm_icl.train:run",
                 config=LmTrainConfig(point=point, model=spec.lm.model,
-                                     train=spec.lm.train.for_point(seq_len=point.seq_len + 1, seed=spec.seed),
+                                     train=spec.lm.train_for(perms).for_point(seq_len=point.seq_len + 1, seed=spec.seed),
                                      shards_dir=shards, out_dir=lm_dir, metrics=lm_metrics[-1],
                                      curve=f"{plots}/lm/{tag}.csv"),
                 reads=["grid", "lm", "seed"], resources=res("train")))
