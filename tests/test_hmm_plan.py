@@ -135,9 +135,8 @@ def test_steps_by_pool_sets_only_that_pools_llama_steps(tmp_path):
     spec = tmp_path / "hmm_icl.yaml"
     spec.write_text(text)
     loaded = load_spec(spec, load_params(REPO / "params.yaml"), discover_studies())
-    steps = {s.config.point.tag + "-" + s.name.rsplit("-", 1)[1]: s.config.train.steps
-             for s in loaded.plan() if s.kind == "train"}
-    assert steps == {"k32-h16-l32-p1": 200, "k32-h16-l32-p4": 350}
+    steps = {s.name: s.config.train.steps for s in loaded.plan() if s.kind == "train"}
+    assert steps == {"hmm_icl-train-k32-h16-l32-p1": 200, "hmm_icl-train-k32-h16-l32-p4": 350}
 
 
 def test_steps_by_pool_naming_an_unknown_pool_is_a_spec_error(tmp_path):

@@ -13,7 +13,7 @@ because in ``full`` each of them costs GPU-hours.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study, StrictModel
@@ -51,19 +51,11 @@ class LmSpec(StrictModel):
     #: ``train.steps`` for the pool sizes named here (every other pool: ``train.steps``). A pool of
     #: M permutations is M relabelled HMMs for the Llama to learn, so a larger pool may need more
     #: steps to approach the optimum than the budget of the smaller ones allows them all.
-    steps_by_pool: dict[int, int] = Field(default_factory=dict)
-
-    @field_validator("steps_by_pool")
-    @classmethod
-    def _positive(cls, steps: dict[int, int]) -> dict[int, int]:
-        bad = {m: n for m, n in steps.items() if m < 1 or n < 1}
-        if bad:
-            raise ValueError(f"pool sizes and steps must be >= 1, got {bad}")
-        return steps
+    steps_by_pool: dict[PositiveInt, PositiveInt] = Field(default_factory=dict)
 
     def train_for(self, perms: Permutations) -> LmTrainSpec:
         """The training settings of the Llama for one permutation pool."""
-        steps = self.steps_by_pool.get(perms.pool) if perms.pool is not None else None
+        steps = self.steps_by_pool.get(perms.pool)
         return self.train if steps is None else self.train.model_copy(update={"steps": steps})
 
 
@@ -152,7 +144,8 @@ def plan(spec: HmmIclSpec, ctx: PlanContext) -> list[StageDef]:
             stages.append(StageDef(
                 name=f"{STUDY_NAME}-train-{tag}", kind="train", func="stages.hmm_icl.train:run",
                 config=LmTrainConfig(point=point, model=spec.lm.model,
-                                     train=spec.lm.train_for(perms).for_point(seq_len=point.seq_len + 1, seed=spec.seed),
+                                     train=spec.lm.train_for(perms).for_point(seq_len=point.seq_len + 1,
+                                                                              seed=spec.seed),
                                      shards_dir=shards, out_dir=lm_dir, metrics=lm_metrics[-1],
                                      curve=f"{plots}/lm/{tag}.csv"),
                 reads=["grid", "lm", "seed"], resources=res("train")))
