@@ -19,11 +19,13 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 # Before anything imports numpy or torch: the same SIMD kernels on every x86-64 machine
 # ($HARNESS_CPU_ISA=native turns it off; see harness.runtime.pin_cpu_kernels). Imports no numpy.
+from harness.machine import pin_threads, thread_summary  # noqa: E402
 from harness.runtime import cpu_kernel_summary, pin_cpu_kernels  # noqa: E402
 
 pin_cpu_kernels()
+pin_threads()  # the thread count is part of the result: fixed, not the runner's granted CPUs
 if "run" in sys.argv[1:4]:  # `harness [--root R] run <stage>`: record the choice in the stage log
-    print(f"[harness] {cpu_kernel_summary()}", flush=True)
+    print(f"[harness] {cpu_kernel_summary()}; {thread_summary()}", flush=True)
 
 EXIT_STAGE_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -49,9 +51,11 @@ def cmd_compile(args) -> int:
         if compilecache.is_known_current(root, key):
             print("pipelines are up to date")
             return 0
-        from harness.compiler import stale_pipelines
+        from harness.compiler import compile_all, stale_pipelines
+        from harness.dag import resources
 
-        stale = stale_pipelines(root)
+        compiled = compile_all(root)
+        stale = stale_pipelines(root, compiled) + resources.stale(root, compiled)  # + each profile's resources
         for rel in stale:
             print(f"{rel}: stale; run `harness compile` and commit it", file=sys.stderr)
         if stale:
@@ -61,7 +65,9 @@ def cmd_compile(args) -> int:
         return 0
     from harness.compiler import write_pipelines
 
-    changed = write_pipelines(root)
+    from harness.dag import resources
+
+    changed = write_pipelines(root) + resources.write(root)  # dvc.yaml + dvc.resources.json per profile
     for rel in changed:
         print(f"{'wrote' if (root / rel).exists() else 'removed'} {rel}")
     if not changed:
@@ -76,9 +82,11 @@ def cmd_check_params(args) -> int:
     no longer planned is removed, so DVC sees exactly the stages whose config changed.
     """
     from harness.compiler import compile_all, config_file, config_payload, configs_dir, stale_pipelines
+    from harness.freshness import spec_inputs, write_record
     from harness.io import write_text
 
     root = _root(args)
+    inputs = spec_inputs(root)  # taken before reading them: an edit during the check counts as later
     compiled = compile_all(root)  # validates every spec of every profile and the knobs
     stale = stale_pipelines(root, compiled)
     if stale:
@@ -99,6 +107,7 @@ def cmd_check_params(args) -> int:
     for old in folder.glob("*.json") if folder.is_dir() else []:
         if old not in wanted:
             old.unlink()
+    write_record(root, args.profile, inputs)  # what `harness run` compares its spec and params with
     print(f"params ok; {len(stages)} stage configs ({written} rewritten) in {configs_dir(args.profile)}/")
     return 0
 

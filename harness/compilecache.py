@@ -36,7 +36,9 @@ def check_key(root: Path) -> str:
     h = hashlib.sha256()
     h.update(f"{sys.version}|{sys.prefix}|{os.environ.get('HARNESS_STUDY_PATH', '')}".encode())
     content = [root / "params.yaml", *sorted((root / "specs").glob("*.yaml")), root / "dvc.yaml",
-               *sorted((root / "profiles").glob("*/dvc.yaml"))]
+               *sorted((root / "profiles").glob("*/dvc.yaml")),
+               # each profile's compiled kinds and resources (harness.dag.resources.SIDECAR)
+               root / "dvc.resources.json", *sorted((root / "profiles").glob("*/dvc.resources.json"))]
     for path in content:
         h.update(str(path).encode())
         try:

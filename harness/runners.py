@@ -53,16 +53,23 @@ class SlurmRunner:
         self.out = out or (lambda text: (sys.stdout.write(text), sys.stdout.flush()))
 
     def run_stage(self, root: Path, stage: str, profile: str = "smoke") -> int:
-        from harness.compiler import find_stage
+        from harness.dag import resources as stage_resources
         from harness.slurm import jobs
         from harness.dag.manifest import RunPaths, new_run_id
         from harness.slurm.sbatch import JobSpec
 
-        planned, _ = find_stage(root, stage, profile)  # fail fast on a typo, before anything is queued
+        entry = stage_resources.for_stage(root, profile, stage)  # this profile's compiled sidecar
+        if entry is None:
+            from harness.compiler import find_stage
+
+            planned, item = find_stage(root, stage, profile)  # a typo fails fast, before anything is queued
+            print(f"[harness] {stage_resources.sidecar_file(profile)} does not list {stage}: stale, run "
+                  "`harness compile`; using the spec's resources", file=sys.stderr, flush=True)
+            entry = stage_resources.StageResources(item.study.name, planned.kind, planned.resources)
         slurm = self.settings.slurm
         paths = RunPaths(root, slurm.runs_dir, new_run_id(stage))
         job = JobSpec(
-            name=stage, commands=[f"harness run --profile {profile} {stage}"], resources=planned.resources, workdir=root,
+            name=stage, commands=[f"harness run --profile {profile} {stage}"], resources=entry.resources, workdir=root,
             log_path=paths.log(stage), record_path=paths.record(stage),
         )
         job_id = jobs.submit(job, slurm, paths.script(stage))

@@ -21,9 +21,9 @@ already describes it), as ``dvc repro`` skips it. So an edit that changes nothin
 (a comment in ``harness/cli.py``, which the check-params stage reads) reruns one stage, not 139.
 
 CPU budget: ``-j N`` is the number of CPUs the run may use at once (``-j 0``: ``os.cpu_count()``;
-no ``-j``: 1, i.e. sequential through the pool). A stage takes its planned ``cpus``
-(:func:`harness.compiler.planned_resources`); one asking more than the budget runs alone, granted
-the whole budget. GPUs are not scheduled locally: stages asking for GPUs share whatever the
+no ``-j``: 1, i.e. sequential through the pool). A stage takes the ``cpus`` its own profile
+declares (that pipeline's compiled ``dvc.resources.json``, :mod:`harness.dag.resources`); one
+asking more than the budget runs alone, granted the whole budget. GPUs are not scheduled locally: stages asking for GPUs share whatever the
 machine has (set ``CUDA_VISIBLE_DEVICES`` yourself, or use ``-j`` to keep them apart).
 
 Interrupts: SIGINT / SIGTERM stop launching, send SIGTERM to every running stage's process
@@ -90,8 +90,14 @@ class LocalBackend:
         self.root, self.paths, self.pipeline, self.budget, self.out = Path(root), paths, pipeline, budget, out
         self.order = list(manifest.order)
         self.after = {name: list(manifest.stages[name].after) for name in self.order}
-        self.cpus = {name: max(1, resources.get(core.short(name), resources.get(name, Resources())).cpus)
-                     for name in self.order}
+        # by the stage's own address (an override may use its file-safe form); a stage no
+        # override names gets what its own profile's compiled sidecar declares
+        from harness.dag.resources import for_address
+
+        self.cpus = {}
+        for name in self.order:
+            res = resources.get(name, resources.get(core.short(name)))
+            self.cpus[name] = max(1, (res if res is not None else for_address(self.root, name).resources).cpus)
         self.t0 = time.time() if t0 is None else t0
         self.priority = _downstream_work(self.order, self.after)
         # pool-thread state, guarded by _lock: name -> (state, exit_code, elapsed_s, pid, reason)
@@ -313,8 +319,6 @@ def run_local(root: Path, targets: list[str] | None = None, jobs: int | None = N
               runs_dir: str = ".harness/runs", out: Callable[[str], None] | None = None,
               resources: dict[str, Resources] | None = None) -> int:
     """Plan, run on the pool, record; returns the exit code (0 ok, 1 a stage failed, 130 interrupted)."""
-    from harness.compiler import planned_resources
-
     out = out or (lambda text: print(text, flush=True))
     root = Path(root).resolve()
     t0 = time.time()
@@ -325,7 +329,9 @@ def run_local(root: Path, targets: list[str] | None = None, jobs: int | None = N
         out("nothing to do: every stage is up to date")
         return 0
     paths = RunPaths(root, runs_dir, run_id)
-    resources = planned_resources(root) if resources is None else resources
+    # each stage's resources come from its own pipeline's profile (harness.dag.resources), by its
+    # address, in LocalBackend; ``resources`` only overrides (tests)
+    resources = resources or {}
     save(paths, manifest)
     out(f"[harness] run {run_id}: {len(manifest.order)} stale stage(s) on the local pool, {budget} cpu(s); "
         f"logs {paths.dir.relative_to(root)}/logs/")

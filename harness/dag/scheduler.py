@@ -49,14 +49,26 @@ def short(name: str) -> str:
     return name.replace("/", "_").replace(":", "_")
 
 
+#: how :func:`plan_run` decides what changed: DVC's status of the whole repo (what a run uses),
+#: of the targeted pipeline's stages only (same answer for them, faster: dry runs), or nothing
+#: asked, every stage counted as changed (``--all``: what a whole profile would cost)
+STATUS_SCOPES = ("repo", "pipeline", "everything")
+
+
 def plan_run(root: Path, targets: list[str] | None, jobs_limit: int, run_id: str,
-             runner: str = "slurm") -> tuple[RunManifest, dict[str, dvcgraph.PipelineStage]]:
+             runner: str = "slurm", status: str = "repo") -> tuple[RunManifest, dict[str, dvcgraph.PipelineStage]]:
     """The stale stages (DVC's status + downstream), in DVC's repro order, as an unstarted run.
 
     ``StageRun.direct``: DVC reports the stage itself as changed; the others are stale only
-    because something upstream of them is (a backend may ask DVC again once those have run)."""
+    because something upstream of them is (a backend may ask DVC again once those have run).
+    ``status``: one of :data:`STATUS_SCOPES`; only reads DVC's state in every case."""
     pipeline = dvcgraph.load_pipeline(root, targets)
-    changed = dvcgraph.changed_stages(root)
+    if status == "everything":
+        changed = set(pipeline)
+    elif status == "pipeline":
+        changed = dvcgraph.changed_among(root, list(pipeline))
+    else:
+        changed = dvcgraph.changed_stages(root)
     stale = dvcgraph.stale_stages(root, pipeline, changed)
     manifest = RunManifest(run_id=run_id, root=str(root), created=time.time(), runner=runner, jobs_limit=jobs_limit)
     for name in stale:

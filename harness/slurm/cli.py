@@ -33,9 +33,28 @@ def _cluster_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qos", help="SLURM QOS (else $HARNESS_SLURM_QOS or .harness/config.yaml)")
 
 
+def _dry_run(args, settings, runner: str) -> int:
+    from harness.slurm import dryrun
+
+    return dryrun.main(_root(args), settings.slurm, args.targets or None, args.jobs or 0, args.json,
+                       args.all, runner=runner)
+
+
+def _dry_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true",
+                   help="plan only: print each stage's sbatch argv (or the array it joins), its upstream "
+                        "stages, and the totals (jobs, arrays, GPU-/CPU-hours) per study; submits nothing, "
+                        "writes nothing, reads DVC's state only")
+    p.add_argument("--json", action="store_true", help="with --dry-run: one JSON document {stages, totals}")
+    p.add_argument("--all", action="store_true",
+                   help="with --dry-run: count every stage of the targets, stale or not (a whole profile's cost)")
+
+
 def cmd_repro(args) -> int:
     settings = _settings(args)
     root = _root(args)
+    if args.dry_run:
+        return _dry_run(args, settings, settings.runner)
     if settings.runner == "local":
         # the local process pool: -j N CPUs at once (0: all cores; no -j: one, i.e. sequential)
         from harness.dag.local import run_local
@@ -57,6 +76,8 @@ def cmd_repro(args) -> int:
 
 def cmd_submit(args) -> int:
     settings = _settings(args)
+    if args.dry_run:
+        return _dry_run(args, settings, "slurm")
     from harness.slurm import scheduler
 
     manifest, _ = scheduler.submit_run(_root(args), settings.slurm, args.targets or None, args.jobs)
@@ -112,12 +133,14 @@ def add_subcommands(sub) -> None:
                         "local: at most N CPUs in use at once (0: os.cpu_count(); unset: 1, sequential)")
     p.add_argument("--runner", choices=["local", "slurm"], help="else $HARNESS_RUNNER or .harness/config.yaml")
     _cluster_args(p)
+    _dry_run_args(p)
     p.set_defaults(func=cmd_repro)
 
     p = sub.add_parser("submit", help="submit the stale DAG to SLURM, write a run manifest, exit")
     p.add_argument("targets", nargs="*")
     p.add_argument("-j", "--jobs", type=int, default=0)
     _cluster_args(p)
+    _dry_run_args(p)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("collect", help="record finished jobs of a submitted run into dvc.lock; report the rest")

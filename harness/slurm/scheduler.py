@@ -57,13 +57,28 @@ def _resources(stage: StageRun) -> Resources:
     return Resources.model_validate(stage.resources) if stage.resources else Resources()
 
 
-def _planned_kinds(root: Path) -> dict[str, tuple[str, Resources]]:
-    """Stage name -> (kind, resources) for every planned harness stage (empty without specs)."""
-    from harness.compiler import plan_profile
+def prepare_run(root: Path, targets: list[str] | None = None, jobs_limit: int = 0,
+                resources: dict[str, Resources] | None = None, run_id: str | None = None,
+                status: str = "repo") -> tuple[RunManifest, dict]:
+    """Plan the stale DAG and give every stage its command, kind and resources; submits nothing.
 
-    if not (Path(root) / "specs").is_dir():
-        return {}
-    return {stage.name: (stage.kind, stage.resources) for stage, _ in plan_profile(Path(root), "smoke")}
+    Kind and resources come from the profile the stage's own DVC address names (its pipeline's
+    compiled ``dvc.resources.json``, :mod:`harness.dag.resources`), never from another profile's
+    plan. ``resources`` overrides them by stage name (the address or its file-safe form).
+    ``status``: how DVC's status is asked (:data:`harness.dag.scheduler.STATUS_SCOPES`)."""
+    from harness.dag import resources as stage_resources
+
+    root = Path(root).resolve()
+    manifest, pipeline = plan_run(root, targets, jobs_limit, run_id or new_run_id("repro"), status=status)
+    planned = stage_resources.for_addresses(root, manifest.order)
+    for name in manifest.order:
+        stage, entry = manifest.stages[name], planned[name]
+        res = entry.resources
+        if resources is not None:
+            res = resources.get(name, resources.get(_short(name), res))
+        stage.commands, stage.remove_before = pipeline[name].commands, pipeline[name].removable_outs
+        stage.kind, stage.resources = entry.kind, res.model_dump(mode="json")
+    return manifest, pipeline
 
 
 def submit_run(root: Path, settings: SlurmSettings, targets: list[str] | None = None, jobs_limit: int = 0,
@@ -71,20 +86,11 @@ def submit_run(root: Path, settings: SlurmSettings, targets: list[str] | None = 
                use_arrays: bool = True) -> tuple[RunManifest, RunPaths]:
     """Plan, write the manifest (every stage, its command, resources, array), submit every stage."""
     root = Path(root).resolve()
-    run_id = new_run_id("repro")
-    manifest, pipeline = plan_run(root, targets, jobs_limit, run_id)
-    paths = RunPaths(root, settings.runs_dir, run_id)
+    manifest, _ = prepare_run(root, targets, jobs_limit, resources)
+    paths = RunPaths(root, settings.runs_dir, manifest.run_id)
     if not manifest.order:
         out("nothing to do: every stage is up to date")
         return manifest, paths
-    planned = _planned_kinds(root)
-    if resources is not None:
-        planned = {**planned, **{k: (planned.get(k, ("", v))[0], v) for k, v in resources.items()}}
-    for name in manifest.order:
-        stage, kind_res = manifest.stages[name], planned.get(_short(name))
-        kind, res = kind_res if kind_res else ("", Resources())
-        stage.commands, stage.remove_before = pipeline[name].commands, pipeline[name].removable_outs
-        stage.kind, stage.resources = kind, res.model_dump(mode="json")
     return submit_manifest(root, settings, manifest, paths, out=out, use_arrays=use_arrays)
 
 
