@@ -19,13 +19,11 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 # Before anything imports numpy or torch: the same SIMD kernels on every x86-64 machine
 # ($HARNESS_CPU_ISA=native turns it off; see harness.runtime.pin_cpu_kernels). Imports no numpy.
-from harness.machine import pin_threads, thread_summary  # noqa: E402
 from harness.runtime import cpu_kernel_summary, pin_cpu_kernels  # noqa: E402
 
 pin_cpu_kernels()
-pin_threads()  # the thread count is part of the result: fixed, not the runner's granted CPUs
 if "run" in sys.argv[1:4]:  # `harness [--root R] run <stage>`: record the choice in the stage log
-    print(f"[harness] {cpu_kernel_summary()}; {thread_summary()}", flush=True)
+    print(f"[harness] {cpu_kernel_summary()}", flush=True)
 
 EXIT_STAGE_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -82,11 +80,9 @@ def cmd_check_params(args) -> int:
     no longer planned is removed, so DVC sees exactly the stages whose config changed.
     """
     from harness.compiler import compile_all, config_file, config_payload, configs_dir, stale_pipelines
-    from harness.freshness import spec_inputs, write_record
     from harness.io import write_text
 
     root = _root(args)
-    inputs = spec_inputs(root)  # taken before reading them: an edit during the check counts as later
     compiled = compile_all(root)  # validates every spec of every profile and the knobs
     stale = stale_pipelines(root, compiled)
     if stale:
@@ -107,7 +103,6 @@ def cmd_check_params(args) -> int:
     for old in folder.glob("*.json") if folder.is_dir() else []:
         if old not in wanted:
             old.unlink()
-    write_record(root, args.profile, inputs)  # what `harness run` compares its spec and params with
     print(f"params ok; {len(stages)} stage configs ({written} rewritten) in {configs_dir(args.profile)}/")
     return 0
 
