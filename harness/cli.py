@@ -80,9 +80,11 @@ def cmd_check_params(args) -> int:
     no longer planned is removed, so DVC sees exactly the stages whose config changed.
     """
     from harness.compiler import compile_all, config_file, config_payload, configs_dir, stale_pipelines
+    from harness.freshness import spec_inputs, write_record
     from harness.io import write_text
 
     root = _root(args)
+    inputs = spec_inputs(root)  # taken before reading them: an edit during the check counts as later
     compiled = compile_all(root)  # validates every spec of every profile and the knobs
     stale = stale_pipelines(root, compiled)
     if stale:
@@ -103,6 +105,7 @@ def cmd_check_params(args) -> int:
     for old in folder.glob("*.json") if folder.is_dir() else []:
         if old not in wanted:
             old.unlink()
+    write_record(root, args.profile, inputs)  # what `harness run` compares its spec and params with
     print(f"params ok; {len(stages)} stage configs ({written} rewritten) in {configs_dir(args.profile)}/")
     return 0
 

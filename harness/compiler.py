@@ -141,7 +141,9 @@ def collect_stages(loaded: list[LoadedSpec]) -> list[tuple[StageDef, LoadedSpec]
     names: dict[str, str] = {}
     problems = []
     for item in loaded:
-        for stage in item.plan():
+        planned = item.plan()
+        problems += plan_problems(item, planned)
+        for stage in planned:
             if stage.name in names:
                 problems.append(f"{item.path}: stage `{stage.name}` also planned by {names[stage.name]}")
             names[stage.name] = str(item.path)
@@ -202,9 +204,12 @@ def compile_all(root: Path) -> dict[str, Compiled]:
     clear_caches()
     params, by_profile = load_profiles(root)
     check_knobs(params, [item for items in by_profile.values() for item in items], root / "params.yaml")
+    planned = {profile: collect_stages(by_profile[profile]) for profile in PROFILES}
+    problems = resource_kind_problems(root, planned)
+    if problems:
+        raise SpecError(problems)
     compiled = {}
-    for profile in PROFILES:
-        stages = collect_stages(by_profile[profile])
+    for profile, stages in planned.items():
         compiled[profile] = Compiled(profile, pipeline_file(profile), render_profile(root, profile, stages), stages)
     return compiled
 
@@ -264,3 +269,225 @@ def planned_resources(root: Path, profile: str = DEFAULT_PROFILE) -> dict[str, R
     if not (Path(root) / "specs").is_dir():
         return {}
     return {stage.name: stage.resources for stage, _ in plan_profile(Path(root), profile)}
+
+
+# --- plan checks: mistakes that would otherwise compile and run wrongly, refused at compile time ---
+
+#: the name a stage config uses for each path role (harness.schema), for messages
+_ROLE_NAMES = {"deps": "Dep", "outs": "Out", "outs_no_cache": "Committed", "metrics": "Metric", "plots": "Plot"}
+_ROLE_MEANS = {"deps": "deps", "outs": "outs", "outs_no_cache": "outs", "metrics": "metrics", "plots": "plots"}
+
+
+def _shown_file(path: str | None) -> str:
+    """A source file relative to the working directory when it is inside it."""
+    import os
+
+    if not path:
+        return "<unknown file>"
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _type_str(annotation: Any, keep_roles: bool = True) -> str:
+    """An annotation as it is written in a config (``dict[str, Annotated[str, Dep]]``)."""
+    import types
+    import typing
+
+    from harness.schema import PathRole
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        inner = _type_str(args[0], keep_roles)
+        roles = [_ROLE_NAMES.get(m.section, "PathRole") for m in annotation.__metadata__ if isinstance(m, PathRole)]
+        return f"Annotated[{inner}, {', '.join(roles)}]" if keep_roles and roles else inner
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_str(a, keep_roles) for a in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if annotation is type(None):
+        return "None"
+    if origin is not None and args:
+        name = getattr(origin, "__name__", str(origin).replace("typing.", ""))
+        return f"{name}[{', '.join('...' if a is Ellipsis else _type_str(a, keep_roles) for a in args)}]"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
+
+
+def _roles_within(annotation: Any) -> list[Any]:
+    """Path roles anywhere inside an annotation (``Annotated[...]`` metadata at any depth)."""
+    import typing
+
+    from harness.schema import PathRole
+
+    found = []
+    if typing.get_origin(annotation) is typing.Annotated:
+        found += [m for m in annotation.__metadata__ if isinstance(m, PathRole)]
+    for arg in typing.get_args(annotation):
+        if arg is not Ellipsis and not isinstance(arg, (str, int, float, bool, bytes)):
+            found += _roles_within(arg)
+    return found
+
+
+def _models_within(annotation: Any) -> list[type]:
+    import typing
+
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_within(arg)]
+
+
+def _field_line(cls: type, name: str) -> tuple[str, int | None]:
+    """``(file, line)`` of a field's declaration in its class (line ``None`` when not found)."""
+    import inspect
+    import re as _re
+    import sys
+
+    try:
+        file = inspect.getsourcefile(cls)
+        lines, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return _shown_file(getattr(sys.modules.get(cls.__module__), "__file__", None)), None
+    for offset, line in enumerate(lines):
+        if _re.match(rf"\s+{_re.escape(name)}\s*:", line):
+            return _shown_file(file), start + offset
+    return _shown_file(file), start
+
+
+_MARKER_PROBLEMS: dict[type, list[str]] = {}
+
+
+def nested_marker_problems(config_cls: type) -> list[str]:
+    """A path role (``Dep``, ``Out`` ...) written inside a container or union of a field's type
+    (``dict[str, Annotated[str, Dep]]``, ``Annotated[str, Dep] | None``) is ignored: roles are read
+    from the field's own annotation, so those paths would silently be no dep (or no output)."""
+    if config_cls in _MARKER_PROBLEMS:
+        return _MARKER_PROBLEMS[config_cls]
+    from harness.schema import PathRole
+
+    problems: list[str] = []
+    seen: set[type] = set()
+
+    def visit(model: type) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            if any(isinstance(m, PathRole) for m in info.metadata):
+                continue  # a role on the field: its value's string leaves are the paths
+            nested = _roles_within(info.annotation)
+            if nested:
+                role = nested[0]
+                file, line = _field_line(model, name)
+                where = f"{file}:{line}" if line else file
+                problems.append(
+                    f"{where}: {model.__qualname__}.{name}: the `{_ROLE_NAMES.get(role.section, 'PathRole')}` marker "
+                    f"inside `{_type_str(info.annotation)}` is ignored (a path role is read from the field's own "
+                    f"annotation), so these paths would not be {_ROLE_MEANS.get(role.section, 'paths')} of the stage; "
+                    f"expected `Annotated[{_type_str(info.annotation, keep_roles=False)}, "
+                    f"{_ROLE_NAMES.get(role.section, 'PathRole')}]` (the role applies to every path in the value)")
+            for sub in _models_within(info.annotation):
+                visit(sub)
+
+    visit(config_cls)
+    _MARKER_PROBLEMS[config_cls] = problems
+    return problems
+
+
+def _spec_children(node: Any) -> dict[str, Any] | None:
+    from pydantic import BaseModel
+
+    if isinstance(node, BaseModel):
+        return {name: getattr(node, name) for name in type(node).model_fields}
+    if isinstance(node, dict):
+        return {str(k): v for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return {str(i): v for i, v in enumerate(node)}
+    return None
+
+
+def read_problem(item: LoadedSpec, dotted: str) -> str | None:
+    """Why ``dotted`` (a ``reads`` entry) names no value of the spec; ``None`` when it does."""
+    import difflib
+
+    if dotted == "":
+        return None  # the whole spec
+    parts = dotted.split(".")
+    if any(tuple(str(p) for p in path[: len(parts)]) == tuple(parts) for path in item.knob_refs):
+        return None  # a key of the file (knob references are recorded by the file's own keys)
+    node, walked = item.spec, []
+    for part in parts:
+        children = _spec_children(node)
+        under = ".".join(walked) or "the spec's top level"
+        if children is None:
+            return f"`{'.'.join(walked)}` is a value ({type(node).__name__}), it has no `{part}`"
+        if part not in children:
+            close = difflib.get_close_matches(part, list(children), n=1, cutoff=0.6)
+            hint = f"; did you mean `{'.'.join([*walked, close[0]])}`?" if close else ""
+            known = sorted(children)
+            shown = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
+            return f"no `{part}` under {under}{hint} (expected one of: {shown or 'nothing: it is empty'})"
+        node, walked = children[part], [*walked, part]
+    return None
+
+
+def plan_problems(item: LoadedSpec, planned: list[StageDef]) -> list[str]:
+    """Mistakes in one study's plan that DVC would accept and run wrongly: a ``reads`` path that
+    names nothing in the spec (its knobs would be missing from ``params:``, so changing them would
+    rerun nothing) and a path role nested inside a field's type (those paths silently not deps)."""
+    import inspect
+
+    try:
+        plan_file = _shown_file(inspect.getsourcefile(item.study.plan))
+    except (OSError, TypeError):
+        plan_file = item.study.name
+    problems = []
+    for stage in planned:
+        for dotted in stage.reads:
+            why = read_problem(item, dotted)
+            if why:
+                problems.append(f"{plan_file}: stage `{stage.name}`: reads=[{dotted!r}] is not a path of the spec "
+                                f"{item.path}: {why}. A read that names nothing adds no knob to the stage's "
+                                "params:, so changing that knob would not rerun it")
+        for problem in nested_marker_problems(type(stage.config)):
+            if problem not in problems:
+                problems.append(problem)
+    return problems
+
+
+def resource_kind_problems(root: Path, by_profile: dict[str, list[tuple[StageDef, LoadedSpec]]]) -> list[str]:
+    """A ``resources:`` key that is neither ``default`` nor the kind of a stage the study plans (in
+    any profile) would silently leave those stages on the default resources: say where it is."""
+    import difflib
+
+    from harness.spec import read_yaml_with_positions
+
+    kinds: dict[str, set[str]] = {}
+    items: list[LoadedSpec] = []
+    for stages in by_profile.values():
+        for stage, item in stages:
+            kinds.setdefault(item.study.name, set()).add(stage.kind)
+            if all(i is not item for i in items):
+                items.append(item)
+    problems: list[str] = []
+    for item in items:
+        keys = list(getattr(item.spec, "resources", {}) or {})
+        bad = [k for k in keys if k != "default" and k not in kinds.get(item.study.name, set())]
+        if not bad:
+            continue
+        try:
+            _, positions = read_yaml_with_positions(root / item.path, item.path)
+        except Exception:  # noqa: BLE001 - positions only refine the message
+            positions = {}
+        known = sorted(kinds.get(item.study.name, set()))
+        for key in bad:
+            line, col = positions.get(("profiles", item.profile, "resources", key),
+                                      positions.get(("resources", key), (1, 1)))
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
+            problem = (f"{item.path}:{line}:{col}: resources.{key}: no stage of study `{item.study.name}` has kind "
+                       f"`{key}`{hint} (its stages' kinds: {', '.join(known) or 'none'}; or `default`); "
+                       "these resources would never be used")
+            if problem not in problems:
+                problems.append(problem)
+    return problems

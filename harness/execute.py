@@ -43,9 +43,15 @@ def load_stage_config(root: Path, name: str, profile: str) -> tuple[str, Any, st
 def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     """Run one stage in this process and return 0; exceptions propagate to the CLI."""
     from harness import depstamp  # machinery: imported before the trace's "before" snapshot
+    from harness.freshness import stale_config_problem
     from harness.runtime import STAGE_ENV, install_signal_handlers
     from harness.study import resolve
 
+    stale = stale_config_problem(root, name, profile)  # a spec edit since check-params: refuse
+    if stale:
+        from harness.spec import SpecError
+
+        raise SpecError([stale])
     found = load_stage_config(root, name, profile)
     if found is None:
         from harness.compiler import find_stage
