@@ -110,19 +110,48 @@ def cmd_check_params(args) -> int:
     return 0
 
 
-def cmd_stages(args) -> int:
-    from harness.compiler import plan_profile
+def _check_study(planned, study: str, profile: str) -> None:
+    """``--study S``: an error naming the known studies when no planned stage belongs to S."""
     from harness.spec import SpecError
 
-    planned = plan_profile(_root(args), args.profile)
-    if args.study and not any(item.study.name == args.study for _, item in planned):
-        import difflib
+    if any(item.study.name == study for _, item in planned):
+        return
+    import difflib
 
-        names = sorted({item.study.name for _, item in planned})
-        close = difflib.get_close_matches(args.study, names, n=1)
-        hint = f"; did you mean `{close[0]}`?" if close else ""
-        raise SpecError([f"--study {args.study}: no such study in the {args.profile} profile{hint}; "
-                         f"known: {', '.join(names) or 'none'}"])
+    names = sorted({item.study.name for _, item in planned})
+    close = difflib.get_close_matches(study, names, n=1)
+    hint = f"; did you mean `{close[0]}`?" if close else ""
+    raise SpecError([f"--study {study}: no such study in the {profile} profile{hint}; "
+                     f"known: {', '.join(names) or 'none'}"])
+
+
+def study_targets(root: Path, study: str, profile: str = "smoke") -> list[str]:
+    """The stages of one study (``--study S`` on ``repro``, ``submit``, ``status``), in plan order."""
+    from harness.compiler import plan_profile
+
+    planned = plan_profile(root, profile)
+    _check_study(planned, study, profile)
+    return [stage.name for stage, item in planned if item.study.name == study]
+
+
+def _apply_study(args) -> None:
+    """``--study S``: the study's stages become the targets (with any named explicitly)."""
+    study = getattr(args, "study", None)
+    if study and hasattr(args, "targets") and args.command != "stages":
+        named = study_targets(_root(args), study, getattr(args, "profile", "smoke"))
+        if args.command == "status":
+            from harness.compiler import CHECK_STAGE
+
+            named = [CHECK_STAGE, *named]  # the root every stage of the study waits for
+        args.targets = list(dict.fromkeys([*(args.targets or []), *named]))
+
+
+def cmd_stages(args) -> int:
+    from harness.compiler import plan_profile
+
+    planned = plan_profile(_root(args), args.profile)
+    if args.study:
+        _check_study(planned, args.study, args.profile)
     for stage, item in planned:
         if args.study and item.study.name != args.study:
             continue
@@ -320,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="results kept in git but not rerun here: ignore outputs absent from this cache")
     p.add_argument("--direct", action="store_true", help="hide stages stale only through a stale upstream")
     p.add_argument("--check", action="store_true", help="exit 1 when any stage is stale")
+    p.add_argument("--study", help="only this study's stages (and check-params)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("repair", help="restore a dvc.lock (or DVC rwlock) that a killed write left unparseable")
@@ -348,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subcommands(sub)
+        for name in ("repro", "submit"):  # --study S: that study's stages as the targets
+            if name in sub.choices:
+                sub.choices[name].add_argument("--study", help="only this study's stages (and what they need)")
     return parser
 
 
@@ -360,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness: --root {args.root}: no such directory", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        _apply_study(args)
         if args.command in PROJECT_COMMANDS:
             from harness.dag.dvcgraph import restore_interrupted_record
             from harness.locking import hold_project
