@@ -287,6 +287,23 @@ def cmd_drift(args) -> int:
     return 0
 
 
+def cmd_new_study(args) -> int:
+    """Write a working minimal study (spec, data stage with its gate, train sweep, report, test)."""
+    from harness.scaffold import ScaffoldError, new_study
+
+    root = _root(args)
+    try:
+        written = new_study(root, args.name, args.package_dir)
+    except ScaffoldError as exc:
+        print(f"harness new-study: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in written:
+        print(f"wrote {path.relative_to(root)}")
+    print(f"next: harness compile && harness stages --study {args.name} && harness repro --study {args.name}; "
+          f"pytest tests/test_{args.name}.py (docs/new-study.md walks through it)")
+    return 0
+
+
 def cmd_study_command(args) -> int:
     """A command a study provides (``Study.commands``), e.g. ``simulate``: the core only dispatches."""
     from harness.study import discover_studies, resolve
@@ -351,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 when any stage is stale")
     p.add_argument("--study", help="only this study's stages (and check-params)")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("new-study", help="write a working minimal study to start from (docs/new-study.md)")
+    p.add_argument("name", help="the study's name: a Python package name, the prefix of its stage names")
+    p.add_argument("--package-dir", default="stages",
+                   help="where its package goes (default stages/; another folder must be on $HARNESS_STUDY_PATH)")
+    p.set_defaults(func=cmd_new_study)
 
     p = sub.add_parser("repair", help="restore a dvc.lock (or DVC rwlock) that a killed write left unparseable")
     p.set_defaults(func=cmd_repair)
