@@ -19,11 +19,13 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 # Before anything imports numpy or torch: the same SIMD kernels on every x86-64 machine
 # ($HARNESS_CPU_ISA=native turns it off; see harness.runtime.pin_cpu_kernels). Imports no numpy.
+from harness.machine import pin_threads, thread_summary  # noqa: E402
 from harness.runtime import cpu_kernel_summary, pin_cpu_kernels  # noqa: E402
 
 pin_cpu_kernels()
+pin_threads()  # the thread count is part of the result: fixed, not the runner's granted CPUs
 if "run" in sys.argv[1:4]:  # `harness [--root R] run <stage>`: record the choice in the stage log
-    print(f"[harness] {cpu_kernel_summary()}", flush=True)
+    print(f"[harness] {cpu_kernel_summary()}; {thread_summary()}", flush=True)
 
 EXIT_STAGE_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -265,25 +267,112 @@ def cmd_drift(args) -> int:
     """CI: fail when a reproduced metric differs from the committed one beyond a relative tolerance.
 
     Exit 1 on drift; 2 when the check cannot run (unknown rev, no project, no committed metrics).
-    The project root is found from any subdirectory (``--root`` overrides).
+    The project root is found from any subdirectory (``--root`` overrides). Beside a drift it
+    prints, per stage, how the machine that reproduced it differs from the one that committed it.
+    ``--perturb KIND [STAGE ...]`` instead reruns stages under a perturbation (``harness.perturb``).
     """
-    from harness.drift import DriftError, find_drift, project_root
+    from harness.drift import DriftError, find_drift, machine_notes, project_root
 
     try:
         root = Path(args.root).resolve() if getattr(args, "root", None) else project_root()
+        if args.perturb:
+            return _drift_perturb(root, args)
         report = find_drift(root, rev=args.rev, rtol=args.rtol)
     except DriftError as exc:
         print(f"harness drift: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     for line in report.tolerance_lines():  # every loosened comparison, and where it came from
         print(line)
+    for pattern, n in sorted(report.skipped.items()):
+        print(f"not reproducible across machines (declared, not compared): {pattern}: {n} value(s)")
     for p in report.problems:
         print(p, file=sys.stderr)
     if report.problems:
+        for line in machine_notes(root, report, args.rev):
+            print(f"machine: {line}", file=sys.stderr)
         print(f"{len(report.problems)} metric(s) drifted from {args.rev}", file=sys.stderr)
         return EXIT_STAGE_FAILED
     print(f"no metric drift against {args.rev}: {report.compared} values in {report.files} files "
           f"(rtol {args.rtol:g}{', per-metric tolerances above' if report.loosened else ''})")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    """Probe this machine's numeric primitives and compare them, bit for bit, with the committed tables.
+
+    Exit 0 when every row agrees with every committed table (``machines/probe/*.txt``), 1 when a
+    row differs (printed: the primitive, and the committed machine it differs from).
+    """
+    from harness.doctor import PROBE_DIR, committed_tables, compare, parse, probe_text, run_probe, slug
+
+    if args.probe_only:  # the child process: pinned by this module's import, prints the table
+        sys.stdout.write(probe_text(args.threads))
+        return 0
+    root = _root(args)
+    mine = run_probe(root, args.threads)
+    if args.write:
+        header, _ = parse(mine)
+        target = root / PROBE_DIR / f"{slug(header.get('cpu', 'machine'))}-{header.get('pin', 'pin').split()[0]}.txt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(mine)
+        print(f"wrote {target.relative_to(root)}")
+    if args.show:
+        sys.stdout.write(mine)
+    tables = committed_tables(root)
+    if not tables:
+        print(f"no committed probe tables under {PROBE_DIR}/ to compare with (`harness doctor --write` adds this one)")
+        return 0
+    differing = 0
+    for table in tables:
+        header, rows = parse(table.read_text())
+        diffs = compare(mine, table.read_text())
+        name = f"{table.relative_to(root)} ({header.get('cpu', '?')}, pin {header.get('pin', '?').split()[0]}, " \
+               f"{header.get('threads', '?')} thread(s))"
+        if diffs:
+            differing += 1
+            print(f"{name}: {len(diffs)} of {len(rows)} primitive(s) differ from this machine:")
+            for line in diffs:
+                print(f"  {line}")
+        else:
+            print(f"{name}: all {len(rows)} primitives bit-identical")
+    if differing:
+        print("metrics fed by a differing primitive are reproducible here only if they are stable under "
+              "`harness drift --perturb isa` (see docs/reproducibility.md)")
+    return 1 if differing else 0
+
+
+def _drift_perturb(root: Path, args) -> int:
+    """``harness drift --perturb KIND [STAGE ...]``: exit 1 when a metric is chaotic, 2 on bad input."""
+    import json as _json
+
+    from harness.perturb import perturb, summary_lines
+
+    try:
+        result = perturb(root, args.perturb, args.stages, profile=args.profile, jobs=args.jobs,
+                         keep=Path(args.keep) if args.keep else None,
+                         out=(lambda msg: print(msg, file=sys.stderr, flush=True)))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"harness drift --perturb: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for line in summary_lines(result):
+        print(line)
+    if args.json:
+        Path(args.json).write_text(_json.dumps({
+            "kind": result.kind, "stages": result.stages, "failed": result.failed, "seconds": result.seconds,
+            "compared": result.report.compared,
+            "largest": {rel: {"key": k, "relative": v} for rel, (k, v) in result.largest.items()},
+            "chaotic": [{"file": m.rel, "key": m.key, "pinned": m.old, "perturbed": m.new,
+                         "relative": m.relative, "rtol": m.rtol} for m in result.chaotic],
+            "declared": [{"metric": k, "reason": r, "relative": v} for k, r, v in result.declared]},
+            indent=1, default=str) + "\n")
+    if result.failed:
+        print(f"{len(result.failed)} stage(s) failed under the perturbation", file=sys.stderr)
+        return EXIT_STAGE_FAILED
+    if result.chaotic:
+        print(f"{len(result.chaotic)} chaotic metric(s): make each stable in its study or declare it in the "
+              "spec (not_reproducible, with the measured sensitivity and a reason)", file=sys.stderr)
+        return EXIT_STAGE_FAILED
+    print(f"no chaotic metric: every compared value stayed within its tolerance under `{result.kind}`")
     return 0
 
 
@@ -381,10 +470,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bootstrap", help="generate the embedded default data (data/) and check data.dvc")
     p.set_defaults(func=cmd_bootstrap)
 
+    p = sub.add_parser("doctor", help="probe this CPU's numeric primitives; compare with the committed machines")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the probe (stages run 1)")
+    p.add_argument("--show", action="store_true", help="print this machine's probe table")
+    p.add_argument("--write", action="store_true", help="add this machine's table under machines/probe/")
+    p.add_argument("--probe-only", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_doctor)
+
     p = sub.add_parser("drift", help="compare reproduced metrics/ with the committed ones")
     p.add_argument("--rev", default="HEAD", help="the commit holding the reference metrics (default HEAD)")
     p.add_argument("--rtol", type=_rtol, default=1e-4,
                    help="relative tolerance (default 1e-4); specs may set per-metric ones (drift_tolerance)")
+    p.add_argument("--perturb", choices=("isa", "threads"), default=None,
+                   help="rerun STAGES (globs; default all) and their downstream in a scratch copy under other "
+                        "SIMD kernels (isa) or 2 threads (threads); report how far each metric moves")
+    p.add_argument("stages", nargs="*", help="with --perturb: stage names or globs (e.g. 'mixture_sim-*')")
+    p.add_argument("--profile", default="smoke", help="with --perturb: the profile whose pipeline to rerun")
+    p.add_argument("-j", "--jobs", type=int, default=1, help="with --perturb: stages run side by side")
+    p.add_argument("--keep", default=None, help="with --perturb: scratch folder to keep (default: a temp dir)")
+    p.add_argument("--json", default=None, help="with --perturb: also write the result to this JSON file")
     p.set_defaults(func=cmd_drift)
 
     p = sub.add_parser("simulate", help="predict every target of a study's table for new mixtures (saved simulator)")

@@ -54,6 +54,11 @@ def traces_dir(profile: str) -> str:
     return f"work/{profile_prefix(profile)}_harness/traces"
 
 
+def machines_dir(profile: str) -> str:
+    """Where ``harness run`` records the machine each stage last ran on (tracked by git, not DVC)."""
+    return f"machines/{profile_prefix(profile)}"
+
+
 def stamps_dir(profile: str) -> str:
     """Where ``harness run`` stamps the deps a stage started with (:mod:`harness.depstamp`)."""
     return f"work/{profile_prefix(profile)}_harness/stamps"

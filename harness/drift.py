@@ -38,12 +38,31 @@ class Tolerance:
 
 
 @dataclass
+class Movement:
+    rel: str
+    key: str
+    old: Any
+    new: Any
+    rtol: float
+
+    @property
+    def relative(self) -> float:
+        return relative_change(self.old, self.new)
+
+
+@dataclass
 class DriftReport:
     problems: list[str] = field(default_factory=list)
     files: int = 0
     compared: int = 0
     #: pattern -> (rtol, source, comparisons it governed)
     loosened: dict[str, tuple[float, str, int]] = field(default_factory=dict)
+    #: not_reproducible pattern -> values it kept out of the comparison
+    skipped: dict[str, int] = field(default_factory=dict)
+    #: files with at least one problem, in the order found
+    drifted_files: list[str] = field(default_factory=list)
+    #: every value that moved beyond its tolerance
+    moved: list["Movement"] = field(default_factory=list)
 
     def __iter__(self):  # a report reads like the list of problems it used to be
         return iter(self.problems)
@@ -124,6 +143,28 @@ def spec_tolerances(root: Path) -> list[Tolerance]:
             for item in loaded for pattern, rtol in (getattr(item.spec, "drift_tolerance", None) or {}).items()]
 
 
+@dataclass
+class NotReproducible:
+    """Metrics a spec declares chaotic across machines (``not_reproducible:``): never compared, never a result."""
+
+    entries: list[tuple[str, str, str]] = field(default_factory=list)  # (pattern, reason, spec file)
+
+    def reason(self, rel: str, key: str) -> str | None:
+        name = f"{rel}:{key}"
+        return next((r for pattern, r, _ in self.entries if fnmatch.fnmatchcase(name, pattern)), None)
+
+
+def declared_not_reproducible(root: Path) -> NotReproducible:
+    """Every ``not_reproducible`` pattern the project's specs declare, with its reason."""
+    if not (root / "specs").is_dir():
+        return NotReproducible()
+    from harness.spec import load_all
+
+    _, loaded = load_all(root)
+    return NotReproducible([(pattern, reason, str(item.path)) for item in loaded
+                            for pattern, reason in (getattr(item.spec, "not_reproducible", None) or {}).items()])
+
+
 def _tolerance_for(rel: str, key: str, tolerances: list[Tolerance]) -> Tolerance | None:
     """The declared tolerance for ``<rel>:<key>``; the loosest one where several match."""
     name = f"{rel}:{key}"
@@ -132,7 +173,8 @@ def _tolerance_for(rel: str, key: str, tolerances: list[Tolerance]) -> Tolerance
 
 
 def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol: float = 1e-4,
-               tolerances: list[Tolerance] | None = None) -> DriftReport:
+               tolerances: list[Tolerance] | None = None,
+               declared: NotReproducible | None = None) -> DriftReport:
     """Compare ``metrics_dir`` (JSON files) in the working tree with ``rev``; the problems found.
 
     ``tolerances``: per-metric overrides of ``rtol``; ``None`` reads them from the specs.
@@ -142,6 +184,8 @@ def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol
     commit = resolve_rev(root, rev)
     if tolerances is None:
         tolerances = spec_tolerances(root)
+    if declared is None:
+        declared = declared_not_reproducible(root)
     listing = _git(root, "ls-tree", "-r", "--name-only", commit, "--", metrics_dir)
     if listing.returncode != 0:
         raise DriftError(f"git ls-tree {rev} {metrics_dir} failed: {listing.stderr.strip()}")
@@ -161,6 +205,7 @@ def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol
         path = root / rel
         if not path.exists():
             report.problems.append(f"{rel}: committed but not reproduced")
+            report.drifted_files.append(rel)
             continue
         shown = _git(root, "show", f"{commit}:./{rel}")
         try:
@@ -173,17 +218,107 @@ def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             report.problems.append(f"{rel}: reproduced file is not JSON ({exc})")
             continue
-        for key in sorted(set(old) | set(new)):
-            if key not in new or key not in old:
-                report.problems.append(f"{rel}: {key} {'missing' if key not in new else 'new'}")
-                continue
-            report.compared += 1
-            tol = _tolerance_for(rel, key, tolerances)
-            limit = tol.rtol if tol else rtol
-            if tol:
-                r, src, n = report.loosened.get(tol.pattern, (tol.rtol, tol.source, 0))
-                report.loosened[tol.pattern] = (r, src, n + 1)
-            if _differs(old[key], new[key], limit):
-                how = f" (rtol {limit:g} from {tol.source})" if tol else ""
-                report.problems.append(f"{rel}: {key} committed {old[key]!r}, reproduced {new[key]!r}{how}")
+        for key in [k for k in set(old) | set(new) if declared.reason(rel, k)]:
+            pattern = next(p for p, _, _ in declared.entries if fnmatch.fnmatchcase(f"{rel}:{key}", p))
+            report.skipped[pattern] = report.skipped.get(pattern, 0) + 1
+            old.pop(key, None)
+            new.pop(key, None)
+        before = len(report.problems)
+        compare_values(rel, old, new, tolerances, rtol, report)
+        if len(report.problems) > before:
+            report.drifted_files.append(rel)
     return report
+
+
+def compare_values(rel: str, old: dict[str, Any], new: dict[str, Any], tolerances: list[Tolerance],
+                   rtol: float, report: DriftReport, labels: tuple[str, str] = ("committed", "reproduced")) -> None:
+    """Compare two flattened metric files key by key into ``report`` (the one comparison rule)."""
+    for key in sorted(set(old) | set(new)):
+        if key not in new or key not in old:
+            report.problems.append(f"{rel}: {key} {'missing' if key not in new else 'new'}")
+            continue
+        report.compared += 1
+        tol = _tolerance_for(rel, key, tolerances)
+        limit = tol.rtol if tol else rtol
+        if tol:
+            r, src, n = report.loosened.get(tol.pattern, (tol.rtol, tol.source, 0))
+            report.loosened[tol.pattern] = (r, src, n + 1)
+        if _differs(old[key], new[key], limit):
+            how = f" (rtol {limit:g} from {tol.source})" if tol else ""
+            report.problems.append(f"{rel}: {key} {labels[0]} {old[key]!r}, {labels[1]} {new[key]!r}{how}")
+            report.moved.append(Movement(rel, key, old[key], new[key], limit))
+
+
+def relative_change(old: Any, new: Any) -> float:
+    """|new - old| / max(|old|, tiny): inf for a changed non-number, 0 for equal values."""
+    if isinstance(old, bool) or isinstance(new, bool) or not isinstance(old, (int, float)) \
+            or not isinstance(new, (int, float)):
+        return 0.0 if old == new else math.inf
+    if math.isnan(old) and math.isnan(new):
+        return 0.0
+    if math.isnan(old) or math.isnan(new) or math.isinf(old) or math.isinf(new):
+        return 0.0 if old == new else math.inf
+    return abs(new - old) / max(abs(old), 1e-12)
+
+
+def load_flat(path: Path) -> dict[str, Any]:
+    return _flatten(json.loads(Path(path).read_text()))
+
+
+def metric_producers(root: Path) -> dict[str, tuple[str, str]]:
+    """Metrics file -> (profile, stage) for every pipeline of the project (from the dvc.yaml files)."""
+    import yaml
+
+    from harness.study import DEFAULT_PROFILE
+
+    out: dict[str, tuple[str, str]] = {}
+    pipelines = [(DEFAULT_PROFILE, root / "dvc.yaml")] + [
+        (p.parent.name, p) for p in sorted((root / "profiles").glob("*/dvc.yaml"))]
+    for profile, path in pipelines:
+        if not path.is_file():
+            continue
+        doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+        prefix = "" if path.parent == root else path.parent.relative_to(root).as_posix() + "/"
+        for stage, body in (doc.get("stages") or {}).items():
+            for entry in (body or {}).get("metrics") or []:
+                rel = next(iter(entry)) if isinstance(entry, dict) else entry
+                out[_normalise(prefix + rel)] = (profile, stage)
+    return out
+
+
+def _normalise(rel: str) -> str:
+    parts: list[str] = []
+    for part in rel.split("/"):
+        if part == "..":
+            parts.pop() if parts else None
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
+
+
+def machine_notes(root: Path, report: DriftReport, rev: str = "HEAD") -> list[str]:
+    """For each drifted file: the machine that committed it vs the one that reproduced it."""
+    from harness.compiler import machines_dir
+    from harness.machine import machine_differences
+
+    producers = metric_producers(root)
+    commit = resolve_rev(root, rev)
+    lines: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for rel in report.drifted_files:
+        owner = producers.get(rel)
+        if owner is None or owner in seen:
+            continue
+        seen.add(owner)
+        profile, stage = owner
+        record = f"{machines_dir(profile)}{stage}.json"
+        shown = _git(root, "show", f"{commit}:./{record}")
+        old = json.loads(shown.stdout) if shown.returncode == 0 and shown.stdout.strip() else None
+        new = json.loads((root / record).read_text()) if (root / record).is_file() else None
+        diffs = machine_differences(old, new)
+        if diffs:
+            lines.append(f"{stage}: other machine: " + "; ".join(diffs))
+        else:
+            lines.append(f"{stage}: same machine, kernels, threads and libraries as the committed run "
+                         "(a real change in code, data or params?)")
+    return lines

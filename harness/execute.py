@@ -82,7 +82,25 @@ def execute_local(root: Path, name: str, profile: str = "smoke") -> int:
     print(f"[harness] {name}: done in {time.perf_counter() - t0:.1f}s", flush=True)
     if before is not None:
         _write_trace(root, name, profile, before)
+    write_machine_record(root, name, profile)
     return 0
+
+
+def write_machine_record(root: Path, name: str, profile: str) -> None:
+    """Record the machine this stage ran on beside its outputs (``machines/<profile>/<stage>.json``).
+
+    Tracked by git, not hashed by DVC (a new machine reruns nothing), so ``harness drift`` can
+    print "committed on X, reproduced on Y" next to a drifted metric. Written only after the
+    stage finished; same bytes on the same machine, so an unchanged machine shows no git diff.
+    """
+    from harness.compiler import machines_dir
+    from harness.io import write_json
+    from harness.machine import machine_record
+
+    try:
+        write_json(root / machines_dir(profile) / f"{name}.json", {"stage": name, **machine_record()})
+    except OSError:  # a diagnostic: never fail a finished stage over it
+        pass
 
 
 def loaded_project_files(root: Path) -> set[str]:

@@ -66,6 +66,31 @@ class StudySpec(StrictModel):
             raise ValueError("; ".join(problems))
         return value
 
+    #: metrics measured to move beyond any defensible tolerance under a perturbation a second
+    #: machine could cause (``harness drift --perturb``): ``"<metrics file glob>:<key glob>"`` ->
+    #: the reason, with the measured sensitivity. Never compared by ``harness drift`` and never
+    #: reported as a result ("not reproducible across machines"); listed on every drift run.
+    not_reproducible: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("not_reproducible")
+    @classmethod
+    def _check_not_reproducible(cls, value: dict[str, str], info) -> dict[str, str]:
+        study = (info.data or {}).get("study")
+        problems = []
+        for pattern, reason in value.items():
+            file_glob, sep, key_glob = pattern.partition(":")
+            if not sep or not file_glob or not key_glob:
+                problems.append(f"{pattern!r}: expected '<metrics file glob>:<flattened key glob>'")
+            elif study and not file_glob.startswith(f"metrics/{study}/"):
+                problems.append(f"{pattern!r}: may only name this study's metrics (metrics/{study}/...)")
+            elif not key_glob.strip("*?.[]"):
+                problems.append(f"{pattern!r}: name the metric key; a bare wildcard would hide a whole file")
+            if not str(reason).strip():
+                problems.append(f"{pattern!r}: give the reason and the measured sensitivity")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     def resources_for(self, kind: str) -> Resources:
         return self.resources.get(kind, self.resources.get("default", Resources()))
 

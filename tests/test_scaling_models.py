@@ -107,6 +107,19 @@ def test_optimal_lr_refines_a_parabola_vertex():
     assert np.isnan(optimal_lr(lrs[:2], [np.inf, np.inf])["lr"])
 
 
+def test_optimal_lr_does_not_jump_when_near_equal_losses_swap_the_grid_argmin():
+    """Two LRs within 1e-9 of each other: a last-bit change on another CPU flips the grid pick, and
+    the reported optimum (the fitted vertex) must move by about as little as the losses did."""
+    lrs = [0.03, 0.06, 0.12, 0.25, 0.5]
+    base = [2.9, 2.5, 2.3400000, 2.3400000, 2.8]
+    left = optimal_lr(lrs, [v + (1e-9 if k == 3 else 0.0) for k, v in enumerate(base)])
+    right = optimal_lr(lrs, [v + (1e-9 if k == 2 else 0.0) for k, v in enumerate(base)])
+    assert (left["lr"], right["lr"]) == pytest.approx((0.12, 0.25))  # the discrete pick flips ...
+    assert not left["on_edge"] and not right["on_edge"]
+    assert right["lr_refined"] == pytest.approx(left["lr_refined"], rel=1e-6)  # ... the vertex does not
+    assert 0.12 < left["lr_refined"] < 0.25
+
+
 @pytest.mark.parametrize("spec", [
     TransformerSpec(depth=2, base_width=32, max_seq_len=32),
     TransformerSpec(depth=1, base_width=32, max_seq_len=32, tie=True, activation="swiglu"),

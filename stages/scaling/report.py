@@ -72,13 +72,13 @@ def agreement_table(fits: list[dict]) -> list[str]:
 
 
 def sweep_section(summaries: list[dict], plans: dict[str, dict]) -> list[str]:
-    """Seed-0 sweep per width: sizes, batching, best grid LR and loss (a grid-edge optimum is not a number)."""
-    lines = ["| sweep | param. | width | N | N non-emb. | best LR on the grid (seed 0) | its dev loss | "
+    """Seed-0 sweep per width: sizes, batching, fitted optimal LR and best loss (a grid-edge optimum is not a number)."""
+    lines = ["| sweep | param. | width | N | N non-emb. | optimal LR, fitted vertex (seed 0) | best dev loss | "
              "micro-batch × accum. | tokens/step |", "|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         for w in sorted(s["widths"], key=int):
             v = s["widths"][w]
-            best = "on the grid's edge: not determined" if v.get("on_edge", False) else fmt(v["lr"])
+            best = "on the grid's edge: not determined" if v.get("on_edge", False) else fmt(v["lr_refined"])
             lines.append(f"| {s['sweep']} | {s['parametrization']} | {w} | {v['N']} | {v['N_no_emb']} | {best} | "
                          f"{fmt(v['loss'])} | {v['micro_batch']} × {v['grad_accum']} | {v['tokens_per_step']} |")
     return lines

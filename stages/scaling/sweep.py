@@ -42,25 +42,39 @@ def run_id(cfg: SweepConfig, width: int, lr: float) -> str:
 
 
 def optimal_lr(lrs: list[float], losses: list[float]) -> dict[str, float]:
-    """Grid argmin of the final loss, refined by a parabola in log2(lr) through it and its neighbours.
+    """The loss-minimising LR as the vertex of a weighted parabola in log2(lr); grid argmin beside it.
 
-    The refinement is used only when the argmin is interior and both neighbours trained
-    (finite loss); otherwise the grid value stands and ``on_edge`` says the optimum may lie
-    beyond the grid (then it is not determined by this sweep).
+    Why a weighted fit over every trained LR and not a parabola through the grid argmin and its
+    two neighbours: the argmin is a discrete choice, and when two LRs give near-equal losses a
+    last-bit difference between two CPUs picks the other one (the smoke sweeps' picks moved on a
+    second machine). Every trained point enters with weight ``exp(-(loss - min) / tau)``, ``tau``
+    the median loss excess over the minimum, so the points near the minimum dominate and the
+    vertex moves continuously with the losses. ``lr_refined`` is that vertex; ``lr`` the grid
+    argmin (for tables; a discrete pick, not a drift-stable number). ``on_edge``: the vertex
+    is not strictly inside the trained LR range (or the fit is not convex), so the optimum may lie
+    beyond the grid and is not determined by this sweep; ``lr_refined`` is then the grid argmin.
     """
     order = np.argsort(lrs)
     x = np.log2(np.asarray(lrs, float)[order])
     y = np.asarray(losses, float)[order]
-    if not np.isfinite(y).any():
+    ok = np.isfinite(y)
+    if not ok.any():
         return {"lr": float("nan"), "lr_refined": float("nan"), "loss": float("nan"), "on_edge": True}
-    i = int(np.nanargmin(np.where(np.isfinite(y), y, np.nan)))
-    refined = x[i]
-    if 0 < i < len(x) - 1 and np.isfinite(y[i - 1 : i + 2]).all():
-        p2, p1, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
-        if p2 > 0:
-            refined = float(np.clip(-p1 / (2 * p2), x[i - 1], x[i + 1]))
-    return {"lr": float(2 ** x[i]), "lr_refined": float(2**refined), "loss": float(y[i]),
-            "on_edge": bool(i == 0 or i == len(x) - 1)}
+    i = int(np.nanargmin(np.where(ok, y, np.nan)))
+    grid = {"lr": float(2 ** x[i]), "lr_refined": float(2 ** x[i]), "loss": float(y[i]), "on_edge": True}
+    if ok.sum() < 3:
+        return grid
+    xs, ys = x[ok], y[ok]
+    excess = ys - ys.min()
+    tau = max(float(np.median(excess)), 1e-12)
+    weights = np.exp(-excess / tau)
+    p2, p1, _ = np.polyfit(xs, ys, 2, w=np.sqrt(weights))
+    if not p2 > 0:
+        return grid
+    vertex = -p1 / (2 * p2)
+    if not xs.min() < vertex < xs.max():
+        return grid
+    return {**grid, "lr_refined": float(2**vertex), "on_edge": False}
 
 
 def lr_shift(widths: list[int], best: list[dict]) -> dict[str, float]:
@@ -171,7 +185,9 @@ def summarize_sweep(cfg: SweepConfig, results: pd.DataFrame, plans: dict) -> dic
         opt = optimal_lr(sub["lr"].tolist(), sub["dev_loss"].tolist())
         best.append(opt)
         first = sub.iloc[0]
-        per_width[str(width)] = {**opt, "N": int(first["N"]), "N_no_emb": int(first["N_no_emb"]),
+        # the grid argmin stays in results.csv: between near-equal LRs it is a pick another CPU may flip
+        stable = {k: v for k, v in opt.items() if k != "lr"}
+        per_width[str(width)] = {**stable, "N": int(first["N"]), "N_no_emb": int(first["N_no_emb"]),
                                  "diverged": int(sub["diverged"].sum()),
                                  **{k: plans[str(width)][k] for k in ("micro_batch", "grad_accum", "tokens_per_step")}}
     return {"sweep": cfg.name, "parametrization": cfg.parametrization, "widths": per_width,
