@@ -1,12 +1,12 @@
 """Issue 26: one helper decides a stage's device and precision, following what its job was given
-(:func:`harness.runtime.placement`). Tested on CPU; CUDA's presence is simulated where needed."""
+(:func:`harness.placement.placement`). Tested on CPU; CUDA's presence is simulated where needed."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from harness.runtime import job_gpus, placement
+from harness.placement import job_gpus, placement
 
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE", "CUDA_VISIBLE_DEVICES",
               "LOCAL_RANK", "WORLD_SIZE")
