@@ -393,6 +393,19 @@ def cmd_new_study(args) -> int:
     return 0
 
 
+def cmd_history(args) -> int:
+    """Every committed value of a metric (``FILE[:KEY-GLOB]``) and what changed in the setup between them."""
+    from harness.history import HistoryError, history
+
+    try:
+        hist = history(_root(args), args.target, every_commit=args.all, worktree=not args.committed_only)
+    except HistoryError as exc:
+        print(f"harness history: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(json.dumps(hist.as_dict(), indent=1, default=str) if args.json else hist.text())
+    return 0
+
+
 def cmd_study_command(args) -> int:
     """A command a study provides (``Study.commands``), e.g. ``simulate``: the core only dispatches."""
     from harness.study import discover_studies, resolve
@@ -490,6 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", default=None, help="with --perturb: scratch folder to keep (default: a temp dir)")
     p.add_argument("--json", default=None, help="with --perturb: also write the result to this JSON file")
     p.set_defaults(func=cmd_drift)
+
+    p = sub.add_parser("history", help="every committed value of a metric, with the spec/params changes between them")
+    p.add_argument("target", help="metrics file, optionally :KEY-GLOB (e.g. metrics/scaling/transfer.json:mup.shift.*)")
+    p.add_argument("--all", action="store_true", help="one entry per commit touching the file, changed or not")
+    p.add_argument("--committed-only", action="store_true", help="leave out an uncommitted change on disk")
+    p.add_argument("--json", action="store_true", help="machine-readable")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("simulate", help="predict every target of a study's table for new mixtures (saved simulator)")
     p.add_argument("--study", required=True)
