@@ -316,7 +316,9 @@ def machine_notes(root: Path, report: DriftReport, rev: str = "HEAD") -> list[st
         old = json.loads(shown.stdout) if shown.returncode == 0 and shown.stdout.strip() else None
         new = json.loads((root / record).read_text()) if (root / record).is_file() else None
         diffs = machine_differences(old, new)
-        if diffs:
+        if old is None or new is None:
+            lines.append(f"{stage}: machine unknown: {diffs[0] if diffs else 'no machine records'}")
+        elif diffs:
             lines.append(f"{stage}: other machine: " + "; ".join(diffs))
         else:
             lines.append(f"{stage}: same machine, kernels, threads and libraries as the committed run "

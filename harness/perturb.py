@@ -178,8 +178,13 @@ def run_stages(scratch: Path, stages: dict[str, PipelineStage], order: list[str]
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, **env, "HARNESS_RUNNER": "local", "PYTHONUNBUFFERED": "1",
                 "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
-    for var in ("HARNESS_CPU_PINNED",):  # the parent's pin must not pass for the child's choice
-        full_env.pop(var, None)
+    # the parent's own pin (this process was pinned when the CLI loaded) must not pass for the
+    # child's choice: drop what it applied, keep what the user exported on purpose
+    from harness.runtime import CPU_PINNED_ENV, cpu_kernel_settings
+
+    for var in [*cpu_kernel_settings()["applied"], CPU_PINNED_ENV]:
+        if var not in env:
+            full_env.pop(var, None)
     pending, running, done, failed = list(order), {}, set(), []
     t0 = time.perf_counter()
     while pending or running:

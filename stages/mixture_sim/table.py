@@ -41,6 +41,11 @@ def run(cfg: TableStageConfig) -> None:
         if column is not None:
             metrics[f"{what}s"] = int(table[column].nunique())
             metrics[f"{what}_range"] = [float(table[column].min()), float(table[column].max())]
+    # the outcomes themselves, summarised: what every later score is computed from, so a changed
+    # training result (a knob, the code, another machine's rounding) shows here before it shows in
+    # the scores of small splits, which amplify it
+    metrics["target_summary"] = {t: {"mean": float(table[t].mean()), "min": float(table[t].min()),
+                                     "max": float(table[t].max())} for t in cfg.table.target_names}
     if cfg.table.subset is not None:
         metrics["subsets"] = {str(k): int(v) for k, v in table[cfg.table.subset].value_counts().sort_index().items()}
     write_json(cfg.metrics, metrics)
