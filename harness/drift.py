@@ -150,8 +150,9 @@ class NotReproducible:
     entries: list[tuple[str, str, str]] = field(default_factory=list)  # (pattern, reason, spec file)
 
     def reason(self, rel: str, key: str) -> str | None:
-        name = f"{rel}:{key}"
-        return next((r for pattern, r, _ in self.entries if fnmatch.fnmatchcase(name, pattern)), None)
+        from harness.declared import declared_reason
+
+        return declared_reason({pattern: r for pattern, r, _ in self.entries}, rel, key)
 
 
 def declared_not_reproducible(root: Path) -> NotReproducible:

@@ -169,3 +169,41 @@ def test_perturb_flags_a_metric_that_moves_and_spares_one_declared(tmp_path: Pat
     lines = P.summary_lines(result)
     assert any(line.startswith("  CHAOTIC metrics/s/fit.json: pick pinned 0.25, perturbed 0.12") for line in lines)
     assert any("declared not reproducible: metrics/s/fit.json:rank" in line for line in lines)
+
+
+def test_a_declared_metric_is_printed_as_not_reproducible_never_as_a_number():
+    from stages.scaling.report import sweep_section
+
+    summary = {"sweep": "lstm", "parametrization": "sp", "widths": {
+        "16": {"N": 1, "N_no_emb": 1, "lr_refined": 0.1893, "loss": 2.46, "on_edge": False,
+               "micro_batch": 8, "grad_accum": 1, "tokens_per_step": 256}}}
+    plain = "\n".join(sweep_section([summary], {}, ["metrics/scaling/sweep-lstm-sp.json"], {}))
+    assert "0.189" in plain and "not reproducible" not in plain
+    declared = {"metrics/scaling/sweep-lstm-*.json:widths.*.lr_refined": "chaotic: moved 8 %"}
+    text = "\n".join(sweep_section([summary], {}, ["metrics/scaling/sweep-lstm-sp.json"], declared))
+    assert "0.189" not in text and "not reproducible across machines [1]" in text
+    assert "[1] chaotic: moved 8 %" in text and "2.46" in text  # the undeclared loss stays a number
+
+
+def test_drift_skips_and_lists_declared_metrics(tmp_path: Path):
+    root = tmp_path / "p"
+    (root / "metrics" / "scaling").mkdir(parents=True)
+    (root / "specs").mkdir()
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    (root / "specs" / "scaling.yaml").write_text((REPO / "specs" / "scaling.yaml").read_text())
+    metric = root / "metrics" / "scaling" / "sweep-lstm-sp.json"
+    metric.write_text(json.dumps({"shift_log2": -0.55, "widths": {"16": {"N": 10368, "lr_refined": 0.19}}}))
+    _git(root, "init", "-q")
+    _git(root, "-c", "user.email=a@b", "-c", "user.name=a", "add", "-A")
+    _git(root, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x")
+    metric.write_text(json.dumps({"shift_log2": -0.67, "widths": {"16": {"N": 10368, "lr_refined": 0.12}}}))
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "drift"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "not reproducible across machines (declared, not compared): " \
+           "metrics/scaling/sweep-lstm-*.json:*_log2*: 1 value(s)" in proc.stdout
+    metric.write_text(json.dumps({"shift_log2": -0.67, "widths": {"16": {"N": 11000, "lr_refined": 0.12}}}))
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "drift"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 1 and "widths.16.N committed 10368, reproduced 11000" in proc.stderr

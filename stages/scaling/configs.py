@@ -337,5 +337,7 @@ class ReportConfig(StrictModel):
     sweeps: list[StageOutput] = Field(default_factory=list)
     coords: list[StageOutput] = Field(default_factory=list)
     transfers: list[StageOutput] = Field(default_factory=list)
+    #: the spec's ``not_reproducible`` declarations: such values are printed as not reproducible
+    not_reproducible: dict[str, str] = Field(default_factory=dict)
     #: the report folder (``ctx.reports``), kept in git
     out_dir: Annotated[str, Committed]

@@ -71,16 +71,33 @@ def agreement_table(fits: list[dict]) -> list[str]:
     return lines
 
 
-def sweep_section(summaries: list[dict], plans: dict[str, dict]) -> list[str]:
-    """Seed-0 sweep per width: sizes, batching, fitted optimal LR and best loss (a grid-edge optimum is not a number)."""
+def sweep_section(summaries: list[dict], plans: dict[str, dict], files: list[str] | None = None,
+                  declared: dict[str, str] | None = None) -> list[str]:
+    """Seed-0 sweep per width: sizes, batching, fitted optimal LR and best loss (a grid-edge optimum is
+    not a number; a value the spec declares not reproducible across machines is not shown as one)."""
+    from harness.declared import NOT_REPRODUCIBLE, declared_reason
+
     lines = ["| sweep | param. | width | N | N non-emb. | optimal LR, fitted vertex (seed 0) | best dev loss | "
              "micro-batch × accum. | tokens/step |", "|---|---|---|---|---|---|---|---|---|"]
-    for s in summaries:
+    reasons: dict[str, str] = {}
+    for i, s in enumerate(summaries):
+        rel = files[i] if files else ""
+
+        def shown(key: str, text: str) -> str:
+            reason = declared_reason(declared or {}, rel, key)
+            if reason is None:
+                return text
+            reasons[reason] = reasons.get(reason) or f"[{len(reasons) + 1}]"
+            return f"{NOT_REPRODUCIBLE} {reasons[reason]}"
+
         for w in sorted(s["widths"], key=int):
             v = s["widths"][w]
             best = "on the grid's edge: not determined" if v.get("on_edge", False) else fmt(v["lr_refined"])
+            best = shown(f"widths.{w}.lr_refined", best)
+            loss = shown(f"widths.{w}.loss", fmt(v["loss"]))
             lines.append(f"| {s['sweep']} | {s['parametrization']} | {w} | {v['N']} | {v['N_no_emb']} | {best} | "
-                         f"{fmt(v['loss'])} | {v['micro_batch']} × {v['grad_accum']} | {v['tokens_per_step']} |")
+                         f"{loss} | {v['micro_batch']} × {v['grad_accum']} | {v['tokens_per_step']} |")
+    lines += ["", *[f"{mark} {reason}" for reason, mark in reasons.items()]] if reasons else []
     return lines
 
 
@@ -251,7 +268,7 @@ def run(cfg: ReportConfig) -> None:
     if summaries:
         lines += ["## Width sweeps: loss vs learning rate (seed 0)", "",
                   "The best grid point of each width's sweep; the optimum with its CI is the transfer section's.", ""]
-        lines += sweep_section(summaries, plans)
+        lines += sweep_section(summaries, plans, [s.metrics for s in cfg.sweeps], cfg.not_reproducible)
         lines += [""] + [f"![{s}](lr-{s}.png)" for s in sorted(results)] + [""]
     if coords:
         lines += ["## μP coordinate check", "",

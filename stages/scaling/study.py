@@ -261,7 +261,8 @@ def plan(spec: ScalingSpec, ctx: PlanContext) -> list[StageDef]:
     stages.append(StageDef(
         name=f"{STUDY_NAME}-report", kind="report", func="stages.scaling.report:run",
         config=ReportConfig(fits=fit_outputs, tables=table_files, sweeps=sweep_outputs, coords=coord_outputs,
-                            transfers=transfer_outputs, out_dir=ctx.reports),
+                            transfers=transfer_outputs, not_reproducible=dict(spec.not_reproducible),
+                            out_dir=ctx.reports),
         resources=res("report")))
     return stages
 
