@@ -579,6 +579,8 @@ class ReportStageConfig(StrictModel):
     simulator_metrics: Annotated[str, Dep]
     search_dir: Annotated[str, Dep]
     reference: ReferenceScores | None = None
+    #: the spec's ``not_reproducible`` declarations (the report names those of its own score files)
+    not_reproducible: dict[str, str] = Field(default_factory=dict)
     #: the report folder, committed to git
     out_dir: Annotated[str, Committed]
 

@@ -7,6 +7,8 @@ computes no new score, so it can never disagree with the DVC metrics. A flagged 
 
 from __future__ import annotations
 
+import fnmatch
+
 import math
 from pathlib import Path
 from typing import Any
@@ -120,6 +122,13 @@ def can_and_cannot(metrics: dict) -> list[str]:
     return lines
 
 
+def declared_for(cfg: ReportStageConfig) -> dict[str, str]:
+    """The spec's ``not_reproducible`` patterns that name this table's score files (pattern -> reason)."""
+    files = (cfg.evaluate_metrics, cfg.simulator_metrics, str(Path(cfg.evaluate_metrics).parent / "search.json"))
+    return {pattern: reason for pattern, reason in cfg.not_reproducible.items()
+            if any(fnmatch.fnmatchcase(f, pattern.partition(":")[0]) for f in files)}
+
+
 def run(cfg: ReportStageConfig) -> None:
     import pandas as pd
 
@@ -151,6 +160,12 @@ def run(cfg: ReportStageConfig) -> None:
         answer = ("this table is the smoke stand-in: byte-level LMs of 18k-99k parameters trained 100 steps on "
                   "template-grammar corpora, so its scores show that every split, score and the simulator work "
                   "end to end, not how well a simulator predicts real pre-training runs (see the `regmix` report).")
+    unstable = declared_for(cfg)
+    if unstable:
+        answered = False
+        answer += (" Its scores are **not reproducible across machines** (declared in the spec: "
+                   + "; ".join(sorted(set(unstable.values()))) + "): every number below is a pipeline check, "
+                   "never a result.")
 
     with atomic_path(cfg.out_dir) as out:
         out.mkdir()

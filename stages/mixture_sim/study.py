@@ -226,7 +226,7 @@ def plan_table(spec: MixtureSimSpec, name: str, ts: TableStudy, ctx: PlanContext
                                  table_metrics=table_metrics, splits_metrics=splits_metrics,
                                  evaluate_dir=evaluate_dir, evaluate_metrics=evaluate_metrics,
                                  simulator_metrics=simulator_metrics, search_dir=search_dir,
-                                 reference=ts.reference, out_dir=R),
+                                 reference=ts.reference, not_reproducible=dict(spec.not_reproducible), out_dir=R),
         reads=[f"{at}.table", f"{at}.title", f"{at}.reference"], resources=res("report")))
     return stages
 
