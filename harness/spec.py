@@ -46,53 +46,49 @@ class StudySpec(StrictModel):
     #: rtol, e.g. ``"metrics/mixture_sim/evaluate.json:*.r2_mean": 1e-3``. Only this study's
     #: metrics (``metrics/<study>/...``), only named keys (not ``*``), 0 < rtol < 1.
     drift_tolerance: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("drift_tolerance")
-    @classmethod
-    def _check_drift_tolerance(cls, value: dict[str, float], info) -> dict[str, float]:
-        study = (info.data or {}).get("study")
-        problems = []
-        for pattern, rtol in value.items():
-            file_glob, sep, key_glob = pattern.partition(":")
-            if not sep or not file_glob or not key_glob:
-                problems.append(f"{pattern!r}: expected '<metrics file glob>:<flattened key glob>'")
-            elif study and not file_glob.startswith(f"metrics/{study}/"):
-                problems.append(f"{pattern!r}: may only name this study's metrics (metrics/{study}/...)")
-            elif not key_glob.strip("*?.[]"):
-                problems.append(f"{pattern!r}: name the metric key; a bare wildcard would loosen a whole file")
-            if not 0 < rtol < 1:
-                problems.append(f"{pattern!r}: rtol must be > 0 and < 1, got {rtol}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return value
-
     #: metrics measured to move beyond any defensible tolerance under a perturbation a second
     #: machine could cause (``harness drift --perturb``): ``"<metrics file glob>:<key glob>"`` ->
     #: the reason, with the measured sensitivity. Never compared by ``harness drift`` and never
     #: reported as a result ("not reproducible across machines"); listed on every drift run.
     not_reproducible: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("drift_tolerance")
+    @classmethod
+    def _check_drift_tolerance(cls, value: dict[str, float], info) -> dict[str, float]:
+        problems = metric_pattern_problems(value, (info.data or {}).get("study"), "loosen")
+        problems += [f"{p!r}: rtol must be > 0 and < 1, got {rtol}" for p, rtol in value.items() if not 0 < rtol < 1]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
     @field_validator("not_reproducible")
     @classmethod
     def _check_not_reproducible(cls, value: dict[str, str], info) -> dict[str, str]:
-        study = (info.data or {}).get("study")
-        problems = []
-        for pattern, reason in value.items():
-            file_glob, sep, key_glob = pattern.partition(":")
-            if not sep or not file_glob or not key_glob:
-                problems.append(f"{pattern!r}: expected '<metrics file glob>:<flattened key glob>'")
-            elif study and not file_glob.startswith(f"metrics/{study}/"):
-                problems.append(f"{pattern!r}: may only name this study's metrics (metrics/{study}/...)")
-            elif not key_glob.strip("*?.[]"):
-                problems.append(f"{pattern!r}: name the metric key; a bare wildcard would hide a whole file")
-            if not str(reason).strip():
-                problems.append(f"{pattern!r}: give the reason and the measured sensitivity")
+        problems = metric_pattern_problems(value, (info.data or {}).get("study"), "hide")
+        problems += [f"{p!r}: give the reason and the measured sensitivity"
+                     for p, reason in value.items() if not str(reason).strip()]
         if problems:
             raise ValueError("; ".join(problems))
         return value
 
     def resources_for(self, kind: str) -> Resources:
         return self.resources.get(kind, self.resources.get("default", Resources()))
+
+
+def metric_pattern_problems(patterns: dict, study: str | None, verb: str) -> list[str]:
+    """What is wrong with ``"<metrics file glob>:<key glob>"`` patterns of ``drift_tolerance`` /
+    ``not_reproducible``: the syntax, another study's metrics, or a bare wildcard (which would
+    ``verb`` a whole file)."""
+    problems = []
+    for pattern in patterns:
+        file_glob, sep, key_glob = pattern.partition(":")
+        if not sep or not file_glob or not key_glob:
+            problems.append(f"{pattern!r}: expected '<metrics file glob>:<flattened key glob>'")
+        elif study and not file_glob.startswith(f"metrics/{study}/"):
+            problems.append(f"{pattern!r}: may only name this study's metrics (metrics/{study}/...)")
+        elif not key_glob.strip("*?.[]"):
+            problems.append(f"{pattern!r}: name the metric key; a bare wildcard would {verb} a whole file")
+    return problems
 
 
 @dataclass

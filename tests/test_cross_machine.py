@@ -207,3 +207,27 @@ def test_drift_skips_and_lists_declared_metrics(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-m", "harness.cli", "drift"], cwd=root, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 1 and "widths.16.N committed 10368, reproduced 11000" in proc.stderr
+
+
+@pytest.mark.parametrize("entry, message", [
+    ('"metrics/scaling/sweep-lstm-sp.json:*": "chaotic"', "a bare wildcard would hide a whole file"),
+    ('"metrics/param_alloc/overfit.json:final_loss": "chaotic"', "may only name this study's metrics"),
+    ('"metrics/scaling/sweep-lstm-sp.json:shift_log2": ""', "give the reason and the measured sensitivity"),
+])
+def test_a_bad_not_reproducible_declaration_is_a_spec_error(tmp_path: Path, entry: str, message: str):
+    root = tmp_path / "p"
+    (root / "metrics" / "scaling").mkdir(parents=True)
+    (root / "specs").mkdir()
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    text = (REPO / "specs" / "scaling.yaml").read_text().replace(
+        "not_reproducible:\n", f"not_reproducible:\n  {entry}\n", 1)
+    (root / "specs" / "scaling.yaml").write_text(text)
+    (root / "metrics" / "scaling" / "x.json").write_text("{}")
+    _git(root, "init", "-q")
+    _git(root, "-c", "user.email=a@b", "-c", "user.name=a", "add", "-A")
+    _git(root, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x")
+    proc = subprocess.run([sys.executable, "-m", "harness.cli", "drift"], cwd=root, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "specs/scaling.yaml" in proc.stderr and "not_reproducible" in proc.stderr and message in proc.stderr
