@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 
+# the layout module, not harness.compiler/study: whatever this imports is a code dep of every report
+from harness.layout import DEFAULT_PROFILE, pipeline_file
+
 PROFILE_ENV = "HARNESS_PROFILE"
 
 
 def current_profile() -> str:
     """The profile of the running stage (set by ``harness run``)."""
-    from harness.study import DEFAULT_PROFILE
-
     return os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
 
 
@@ -28,9 +29,6 @@ def _git(*args: str) -> str:
 
 def report_header() -> str:
     """Markdown lines naming the commit and command, for a non-default profile's report; else ``""``."""
-    from harness.compiler import pipeline_file
-    from harness.study import DEFAULT_PROFILE
-
     profile = current_profile()
     if profile == DEFAULT_PROFILE:
         return ""

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
+from harness.layout import DEFAULT_PROFILE, PROFILES, profile_prefix  # noqa: F401 - re-exported
 from harness.schema import (  # noqa: F401 - re-exported: the contract in one import
     SECTIONS, Committed, Dep, Metric, Out, PathRole, Plot, StrictModel, declared_paths,
 )
@@ -109,17 +110,6 @@ def resolve(dotted: str) -> Any:
     _add_study_path()
     module_name, _, attr = dotted.partition(":")
     return getattr(importlib.import_module(module_name), attr)
-
-
-#: the profile ``dvc repro`` (the root ``dvc.yaml``) runs, and CI reproduces on every submission
-DEFAULT_PROFILE = "smoke"
-#: every profile: each compiles to its own pipeline (own ``dvc.yaml``, lock and output folders)
-PROFILES = ("smoke", "reference", "full")
-
-
-def profile_prefix(profile: str) -> str:
-    """Where a profile's outputs live: the default profile at the top, others one folder down."""
-    return "" if profile == DEFAULT_PROFILE else f"{profile}/"
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
-from harness.trainer import TrainSettings
+from harness.settings import TrainSettings
 from stages.hmm_icl.pool import Permutations
 
 #: shards store ids as uint16; the Llama vocabulary is K + 1 (the separator), so K < 65535

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +19,6 @@ import pandas as pd
 
 from harness.io import atomic_path, write_csv, write_json
 from harness.runtime import checkpoint_dir, stop_requested
-from harness.trainer import clear_checkpoint
 from stages.hmm_icl.configs import FitConfig
 from stages.hmm_icl.em import fit_best_of
 
@@ -57,4 +57,6 @@ def run(cfg: FitConfig) -> None:
         "val_loglik_per_token": last.get("val_loglik_per_token"),
         "min_probability_log10": math.log10(min(result.params.A.min(), result.params.B.min(), result.params.pi.min())),
     })
-    clear_checkpoint(ckpt)
+    # a finished stage never resumes; done here, not by harness.trainer.clear_checkpoint, so an
+    # edit of the LM trainer (this stage trains no LM) does not rerun every HMM fit
+    shutil.rmtree(ckpt, ignore_errors=True)

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
-from harness.trainer import TrainSettings
+from harness.settings import TrainSettings
 
 NAME_RE = r"^[A-Za-z0-9_]+$"
 #: what a shape column may measure in a harness-generated table

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study
 from harness.schema import StrictModel
-from harness.trainer import TrainSettings
+from harness.settings import TrainSettings
 from stages.mixture_sim.configs import (
     NAME_RE, EvaluateStageConfig, ExternalSource, FeatureSpec, GeneratedSource, ReferenceScores, Regressor,
     ReportStageConfig, RunStageConfig, SearchSpec, SearchStageConfig, SimulatorSpec, SimulatorStageConfig, Source,

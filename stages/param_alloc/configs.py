@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 
 from harness.schema import Committed, Dep, Metric, Out, Plot, StrictModel
-from harness.trainer import EarlyStopConfig, TrainSettings
+from harness.settings import EarlyStopConfig, TrainSettings
 
 #: the file an eval stage writes into its output folder (machine-dependent speed/memory numbers)
 PERF_FILE = "perf.json"

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from harness.spec import StudySpec
 from harness.study import PlanContext, StageDef, Study, StrictModel
-from harness.trainer import EarlyStopConfig, TrainSettings
+from harness.settings import EarlyStopConfig, TrainSettings
 from stages.param_alloc.configs import (
     Allocation, CorpusFiles, LrSweep, EvalSpec, EvalStageConfig, GateConfig, LrFindConfig, ModelSpec,
     OverfitConfig, PrepareConfig, ProfileConfig, RankConfig, ReportConfig, ShapesConfig, TokenizeConfig,

@@ -1,8 +1,8 @@
 """Typed configs of the scaling stages that build and train language models: sweeps, coord check.
 
 Apart from :mod:`stages.scaling.configs` because these import the model specs and the shared
-trainer's settings, and a config's module is a code dependency of its stages: kept here, an edit
-of ``harness/trainer.py`` or of ``models.py`` reruns the sweeps and coord checks, not the fits.
+trainer's settings (:mod:`harness.settings`), and a config's module is a code dependency of its
+stages: kept here, an edit of ``models.py`` reruns the sweeps and coord checks, not the fits.
 Pydantic only at import time (no torch), so planning stays fast.
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from harness.schema import Dep, Metric, Out, StrictModel
-from harness.trainer import TrainSettings
+from harness.settings import TrainSettings
 from stages.scaling.models import ModelSpec  # pydantic only at import time: no torch
 
 Positive = Annotated[float, Field(gt=0)]
