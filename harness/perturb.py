@@ -283,8 +283,11 @@ def summary_lines(result: PerturbResult) -> list[str]:
              f"{result.report.compared} value(s) in {result.report.files} file(s), {result.seconds:.0f}s"]
     for rel, (key, moved) in sorted(result.largest.items()):
         lines.append(f"  {rel}: largest relative move {moved:.2g} ({key})")
-    for rel_key, reason, moved in result.declared:
-        lines.append(f"  declared not reproducible: {rel_key} moved {moved:.2g} ({reason})")
+    by_reason: dict[str, list[float]] = {}
+    for _, reason, moved in result.declared:
+        by_reason.setdefault(reason, []).append(moved)
+    for reason, moves in by_reason.items():
+        lines.append(f"  declared not reproducible: {len(moves)} value(s), largest move {max(moves):.2g} ({reason})")
     for m in result.chaotic:
         lines.append(f"  CHAOTIC {m.rel}: {m.key} pinned {m.old!r}, perturbed {m.new!r} "
                      f"(moved {m.relative:.2g}, tolerance {m.rtol:g})")
