@@ -42,6 +42,8 @@ def _use_external_table(root: Path) -> None:
                      "size_multiplier": 1.0e6}
     for profile in spec["profiles"].values():
         profile["tables"].pop("regmix", None)
+        # an external table trains nothing: train resources would name no stage (a compile error)
+        profile.get("resources", {}).pop("train", None)
         for key in ("source", "regressors"):
             profile["tables"]["generated"].pop(key, None)
     spec["profiles"]["smoke"]["tables"]["generated"]["splits"] = [
