@@ -20,6 +20,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+import posixpath
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,10 +150,23 @@ class NotReproducible:
 
     entries: list[tuple[str, str, str]] = field(default_factory=list)  # (pattern, reason, spec file)
 
-    def reason(self, rel: str, key: str) -> str | None:
-        from harness.declared import declared_reason
+    def match(self, rel: str, key: str) -> tuple[str, str] | None:
+        """(pattern, reason) of the first declaration naming ``<rel>:<key>``; ``None`` if none does."""
+        name = f"{rel}:{key}"
+        return next(((p, r) for p, r, _ in self.entries if fnmatch.fnmatchcase(name, p)), None)
 
-        return declared_reason({pattern: r for pattern, r, _ in self.entries}, rel, key)
+    def reason(self, rel: str, key: str) -> str | None:
+        found = self.match(rel, key)
+        return found[1] if found else None
+
+    def pop_declared(self, rel: str, old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, str, str, Any, Any]]:
+        """Take the declared keys out of both flattened files: (key, pattern, reason, old, new) each."""
+        taken = []
+        for key in sorted(set(old) | set(new)):
+            found = self.match(rel, key)
+            if found:
+                taken.append((key, *found, old.pop(key, None), new.pop(key, None)))
+        return taken
 
 
 def declared_not_reproducible(root: Path) -> NotReproducible:
@@ -219,11 +233,8 @@ def find_drift(root: Path, metrics_dir: str = "metrics", rev: str = "HEAD", rtol
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             report.problems.append(f"{rel}: reproduced file is not JSON ({exc})")
             continue
-        for key in [k for k in set(old) | set(new) if declared.reason(rel, k)]:
-            pattern = next(p for p, _, _ in declared.entries if fnmatch.fnmatchcase(f"{rel}:{key}", p))
+        for _, pattern, _, _, _ in declared.pop_declared(rel, old, new):
             report.skipped[pattern] = report.skipped.get(pattern, 0) + 1
-            old.pop(key, None)
-            new.pop(key, None)
         before = len(report.problems)
         compare_values(rel, old, new, tolerances, rtol, report)
         if len(report.problems) > before:
@@ -283,18 +294,8 @@ def metric_producers(root: Path) -> dict[str, tuple[str, str]]:
         for stage, body in (doc.get("stages") or {}).items():
             for entry in (body or {}).get("metrics") or []:
                 rel = next(iter(entry)) if isinstance(entry, dict) else entry
-                out[_normalise(prefix + rel)] = (profile, stage)
+                out[posixpath.normpath(prefix + rel)] = (profile, stage)
     return out
-
-
-def _normalise(rel: str) -> str:
-    parts: list[str] = []
-    for part in rel.split("/"):
-        if part == "..":
-            parts.pop() if parts else None
-        elif part not in ("", "."):
-            parts.append(part)
-    return "/".join(parts)
 
 
 def machine_notes(root: Path, report: DriftReport, rev: str = "HEAD") -> list[str]:

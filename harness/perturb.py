@@ -37,8 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from harness.dag import dvcgraph
+from harness.dag.dvcgraph import PipelineStage
 from harness.drift import (DriftReport, Movement, compare_values, declared_not_reproducible, load_flat,
-                           spec_tolerances)
+                           relative_change, spec_tolerances)
 
 #: what is never copied to the scratch tree (history, caches, environments, run records)
 SKIP_TOP = {".git", ".venv", ".harness", ".pytest_cache", "__pycache__"}
@@ -61,17 +63,6 @@ def perturbation_env(kind: str) -> tuple[dict[str, str], str]:
 
 
 @dataclass
-class PipelineStage:
-    name: str
-    cmd: list[str]
-    deps: list[str]
-    outs: list[str]
-    metrics: list[str]
-    #: the folder DVC runs ``cmd`` in (the pipeline file's), relative to the root
-    wdir: str = "."
-
-
-@dataclass
 class PerturbResult:
     kind: str
     description: str
@@ -89,71 +80,22 @@ class PerturbResult:
 
 
 def load_pipeline(root: Path, profile: str) -> dict[str, PipelineStage]:
-    import yaml
+    """The profile's stages as DVC sees them (edges, outputs, working folders), in ``dvc repro`` order."""
+    from harness.layout import pipeline_file
 
-    from harness.compiler import pipeline_file
-
-    path = root / pipeline_file(profile)
-    doc = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    prefix = "" if path.parent == root else path.parent.relative_to(root).as_posix() + "/"
-
-    def paths(entries) -> list[str]:
-        out = []
-        for entry in entries or []:
-            rel = next(iter(entry)) if isinstance(entry, dict) else entry
-            out.append(os.path.normpath(prefix + rel))
-        return out
-
-    stages = {}
-    for name, body in (doc.get("stages") or {}).items():
-        cmd = body.get("cmd")
-        stages[name] = PipelineStage(name, cmd if isinstance(cmd, list) else [cmd], paths(body.get("deps")),
-                                     paths(body.get("outs")) + paths(body.get("plots")), paths(body.get("metrics")),
-                                     prefix or ".")
-    return stages
-
-
-def _under(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def upstream_edges(stages: dict[str, PipelineStage]) -> dict[str, set[str]]:
-    """Stage -> the stages whose outputs it reads."""
-    produced = [(out, s.name) for s in stages.values() for out in s.outs + s.metrics]
-    return {s.name: {owner for dep in s.deps for out, owner in produced
-                     if owner != s.name and (_under(dep, out) or _under(out, dep))}
-            for s in stages.values()}
+    return dvcgraph.load_pipeline(root, [pipeline_file(profile)])
 
 
 def select(stages: dict[str, PipelineStage], patterns: list[str]) -> list[str]:
     """The stages matching ``patterns`` (names or globs) and everything downstream, in DAG order."""
-    up = upstream_edges(stages)
     chosen = {n for n in stages for p in patterns if fnmatch.fnmatchcase(n, p)}
     unknown = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in stages)]
     if unknown:
         raise ValueError(f"no stage matches {', '.join(map(repr, unknown))} (see `harness stages`)")
-    changed = True
-    while changed:
-        changed = False
-        for name, ups in up.items():
-            if name not in chosen and ups & chosen:
-                chosen.add(name)
-                changed = True
-    return [n for n in _topological(stages, up) if n in chosen]
-
-
-def _topological(stages: dict[str, PipelineStage], up: dict[str, set[str]]) -> list[str]:
-    order, done = [], set()
-    pending = list(stages)
-    while pending:
-        ready = [n for n in pending if up[n] <= done]
-        if not ready:
-            raise ValueError(f"the pipeline has a cycle among {pending[:5]}")
-        for n in ready:
-            order.append(n)
-            done.add(n)
-        pending = [n for n in pending if n not in done]
-    return order
+    for name in stages:  # DVC's order visits every upstream stage first
+        if name not in chosen and set(stages[name].upstream) & chosen:
+            chosen.add(name)
+    return [n for n in stages if n in chosen]
 
 
 def scratch_copy(root: Path, into: Path) -> Path:
@@ -174,7 +116,6 @@ def scratch_copy(root: Path, into: Path) -> Path:
 def run_stages(scratch: Path, stages: dict[str, PipelineStage], order: list[str], env: dict[str, str],
                jobs: int, log_dir: Path, out: Callable[[str], None]) -> list[str]:
     """Run ``order`` in ``scratch`` (DAG order, up to ``jobs`` at once); the names that failed."""
-    up = upstream_edges(stages)
     bindir = str(Path(sys.executable).parent)
     full_env = {**os.environ, **env, "HARNESS_RUNNER": "local", "PYTHONUNBUFFERED": "1",
                 "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
@@ -191,21 +132,21 @@ def run_stages(scratch: Path, stages: dict[str, PipelineStage], order: list[str]
         for name in list(pending):
             if len(running) >= max(1, jobs):
                 break
-            waits = up[name] & set(order)
+            waits = set(stages[name].upstream) & set(order)
             if not waits <= done:
                 continue
             if waits & set(failed):
                 pending.remove(name)
                 failed.append(name)
                 continue
-            for rel in stages[name].outs + stages[name].metrics:  # as DVC does before a stage runs
-                target = scratch / rel
+            for rel in stages[name].removable_outs:  # as DVC does before a stage runs
+                target = scratch / stages[name].wdir / rel
                 if target.is_dir():
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
             log = open(log_dir / f"{name}.log", "w")
-            cmd = " && ".join(stages[name].cmd)
+            cmd = " && ".join(stages[name].commands)
             running[name] = (subprocess.Popen(["bash", "-c", cmd], cwd=scratch / stages[name].wdir, env=full_env, stdout=log,
                                               stderr=subprocess.STDOUT, start_new_session=True), log)
             pending.remove(name)
@@ -233,7 +174,7 @@ def perturb(root: Path, kind: str, patterns: list[str], profile: str = "smoke", 
     env, description = perturbation_env(kind)
     stages = load_pipeline(root, profile)
     order = select(stages, patterns or ["*"])
-    order = [n for n in order if stages[n].cmd and stages[n].cmd[0].startswith("harness run")]
+    order = [n for n in order if stages[n].commands and stages[n].commands[0].startswith("harness run")]
     missing = [m for n in order for m in stages[n].metrics if not (root / m).is_file()]
     if missing:
         raise FileNotFoundError(f"{missing[0]} (and {len(missing) - 1} more) not reproduced in the working tree: "
@@ -254,13 +195,11 @@ def perturb(root: Path, kind: str, patterns: list[str], profile: str = "smoke", 
             continue
         for rel in stages[name].metrics:
             old, new = load_flat(root / rel), load_flat(scratch / rel)
-            for key in [k for k in old if declared.reason(rel, k)]:
-                result.declared.append((f"{rel}:{key}", declared.reason(rel, key), _relative(old[key], new.get(key))))
-                old.pop(key)
-                new.pop(key, None)
+            for key, _, reason, was, now in declared.pop_declared(rel, old, new):
+                result.declared.append((f"{rel}:{key}", reason, relative_change(was, now)))
             report.files += 1
             compare_values(rel, old, new, tolerances, 1e-4, report, labels=("pinned", "perturbed"))
-            moves = [(k, _relative(old[k], new[k])) for k in old if k in new]
+            moves = [(k, relative_change(old[k], new[k])) for k in old if k in new]
             if moves:
                 result.largest[rel] = max(moves, key=lambda kv: kv[1])
     result.seconds = time.perf_counter() - t0
@@ -269,12 +208,6 @@ def perturb(root: Path, kind: str, patterns: list[str], profile: str = "smoke", 
     elif failed:
         out(f"[perturb] kept {scratch_parent} (logs/ and tree/) to read the failures")
     return result
-
-
-def _relative(old, new) -> float:
-    from harness.drift import relative_change
-
-    return relative_change(old, new)
 
 
 def summary_lines(result: PerturbResult) -> list[str]:

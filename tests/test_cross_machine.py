@@ -151,6 +151,10 @@ def test_perturb_flags_a_metric_that_moves_and_spares_one_declared(tmp_path: Pat
     (root / "dvc.yaml").write_text("stages:\n  s-fit:\n    cmd: harness run s-fit\n"
                                    "    metrics:\n    - metrics/s/fit.json:\n        cache: false\n")
     (root / "metrics" / "s" / "fit.json").write_text(json.dumps({"pick": 0.25, "loss": 2.0, "rank": 0.5}))
+    from harness.dag.dvcgraph import dvc_executable
+
+    _git(root, "init", "-q")  # the stages are read through DVC's own graph
+    subprocess.run([dvc_executable(), "init", "-q"], cwd=root, check=True, capture_output=True)
 
     def fake_run(scratch, stages, order, env, jobs, log_dir, out):  # the stage "ran" under perturbation
         (scratch / "metrics" / "s" / "fit.json").write_text(json.dumps({"pick": 0.12, "loss": 2.0 + 1e-9,

@@ -30,6 +30,8 @@ class PipelineStage:
     #: the stage's working directory relative to the repo root (its ``cmd`` runs, and its
     #: ``removable_outs`` are relative, there)
     wdir: str = "."
+    #: its metrics files, relative to the repo root
+    metrics: list[str] = field(default_factory=list)
 
 
 def dvc_executable() -> str:
@@ -80,13 +82,15 @@ def load_pipeline(root: Path, targets: list[str] | None = None) -> dict[str, Pip
             if not getattr(stage, "cmd", None):
                 continue  # .dvc files (data.dvc): tracked data, nothing to run
             cmd = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd]
+            wdir = os.path.relpath(stage.wdir, os.getcwd())
             stages[stage.addressing] = PipelineStage(
                 name=stage.addressing,
                 commands=list(cmd),
                 upstream=[dep.addressing for dep in graph.successors(stage) if getattr(dep, "cmd", None)],
                 removable_outs=[out.def_path for out in stage.outs if not out.persist],
                 frozen=bool(stage.frozen),
-                wdir=os.path.relpath(stage.wdir, os.getcwd()),
+                wdir=wdir,
+                metrics=[os.path.normpath(os.path.join(wdir, out.def_path)) for out in stage.outs if out.is_metric],
             )
         return stages
 
